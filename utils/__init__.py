@@ -1,0 +1,1 @@
+"""Shared machinery: registry, config, losses, trainer, checkpoints, curriculum and data."""

@@ -1,0 +1,1 @@
+"""Data: dataset adapters, face-crop cache, datasets, transforms, samplers, sample-data generator."""

@@ -1,0 +1,361 @@
+"""One trainer for every model, on accelerate (DESIGN.md §3).
+
+The canonical loop (accumulate -> backward -> clip when gradients sync -> step), validation with
+``gather_for_metrics``, ReduceLROnPlateau and early stopping on the globally reduced monitored metric,
+resumable state every N steps and at each epoch end, best weights exported on every improvement and
+restored at the end. The trainer never names a model: it calls ``model(batch)`` and
+``model.loss(outputs, batch)`` and logs every scalar returned.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from utils.checkpoint import export_weights, list_state_dirs, load_weights, prune_state_dirs, read_state_dict
+from utils.config import Config
+from utils.losses import build_loss
+from utils.train_state import TrainerState, update_early_stopping
+
+logger = logging.getLogger(__name__)
+
+Phase = tuple[str, Callable[[], Dataset]]
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A permutation that depends only on (seed, epoch): a resumed run sees the same order."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
+    """The Accelerator for a run: mixed precision, accumulation and TensorBoard from the config."""
+    return Accelerator(
+        mixed_precision=cfg.trainer.mixed_precision,
+        gradient_accumulation_steps=cfg.trainer.grad_accum,
+        # accelerate only forms a gloo process group (MULTI_CPU) when told cpu=True: without a GPU,
+        # say so, so that `accelerate launch --num_processes N` is a real N-process run on CPU too.
+        cpu=cfg.trainer.cpu or not torch.cuda.is_available(),
+        log_with="tensorboard" if cfg.logging.tensorboard else None,
+        project_dir=str(run_dir),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+    )
+
+
+class Trainer:
+    """Train one model for one stage.
+
+    Args:
+        model: a Detector (forward(batch) -> {"logits", ...}; loss(outputs, batch) -> {"loss", ...}).
+        cfg: the resolved run config.
+        run_dir: where state, weights, logs and metrics go.
+        train_data: a Dataset, or a list of (name, builder) phases walked in order with
+            ``trainer.epochs_per_chunk`` epochs each (DFDC chunks).
+        val_data: the validation Dataset (fixed for the stage).
+        export_meta: sidecar fields of the exported weights (model name, model kwargs, stage...).
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, run_dir: str | Path,
+                 train_data: Dataset | Sequence[Phase], val_data: Dataset, *,
+                 export_meta: dict | None = None, accelerator: Accelerator | None = None):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.phases: list[Phase] = (list(train_data) if isinstance(train_data, (list, tuple))
+                                    else [("all", lambda d=train_data: d)])
+        self.epochs_per_phase = cfg.trainer.epochs_per_chunk or cfg.trainer.epochs
+        self.total_epochs = self.epochs_per_phase * len(self.phases)
+        self.export_meta = export_meta or {}
+        self.acc = accelerator or make_accelerator(cfg, self.run_dir)
+        set_seed(cfg.trainer.seed)
+        self.state = TrainerState()
+        self.raw_model = model
+        if cfg.trainer.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.optimizer = self._build_optimizer(model)
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode=cfg.trainer.monitor_mode, factor=cfg.optim.plateau_factor,
+            patience=cfg.optim.plateau_patience, min_lr=cfg.optim.min_lr)
+        if cfg.trainer.compile:
+            model = torch.compile(model)
+        # the plateau scheduler is not prepared: a prepared scheduler steps once per process.
+        self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
+        self.val_loader = self.acc.prepare(self._loader(val_data, train=False))
+        self._phase_cache: tuple[int, DataLoader, EpochSampler] | None = None
+
+    # ------------------------------------------------------------------ construction helpers
+    def _build_optimizer(self, model) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if o.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=o.lr)
+        if o.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=True)
+        raise ValueError(f"unknown optimizer '{o.optimizer}'; valid: adamw, sgd")
+
+    def _sampler(self, dataset: Dataset, train: bool):
+        if train and self.cfg.data.balance == "undersample":
+            from utils.data.samplers import BalancedSampler
+            return BalancedSampler(dataset.labels, seed=self.cfg.trainer.seed)
+        if self.cfg.data.balance not in ("none", "undersample"):
+            raise ValueError(f"data.balance '{self.cfg.data.balance}' is not one of: none, undersample")
+        return EpochSampler(len(dataset), self.cfg.trainer.seed, shuffle=train)
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        d, world = self.cfg.data, self.acc.num_processes
+        bs = d.batch_size if train else (d.eval_batch_size or 2 * d.batch_size)
+        sampler = self._sampler(dataset, train)
+        return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=d.num_workers,
+                          pin_memory=self.acc.device.type == "cuda", persistent_workers=False,
+                          drop_last=train and len(sampler) >= 2 * bs * world)
+
+    def _phase_loader(self, phase: int) -> tuple[DataLoader, torch.utils.data.Sampler]:
+        """The prepared train loader of ``phase``, built once per phase (chunks are built lazily)."""
+        if self._phase_cache is None or self._phase_cache[0] != phase:
+            name, build = self.phases[phase]
+            dataset = build()
+            self.raw_model.criterion = build_loss(
+                self.cfg.optim.loss, self.raw_model.num_classes, getattr(dataset, "labels", None),
+                label_smoothing=self.cfg.optim.label_smoothing, focal_gamma=self.cfg.optim.focal_gamma,
+                focal_alpha=self.cfg.optim.focal_alpha)
+            loader = self._loader(dataset, train=True)
+            self._phase_cache = (phase, self.acc.prepare(loader), loader.sampler)
+            logger.info("phase %d/%d (%s): %d training samples", phase + 1, len(self.phases), name, len(dataset))
+        return self._phase_cache[1], self._phase_cache[2]
+
+    # ------------------------------------------------------------------ state
+    @property
+    def ckpt_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.safetensors"
+
+    def save_state(self) -> None:
+        """accelerate state + trainer state into step_<global_step>/, atomically, keeping the last N."""
+        final = self.ckpt_root / f"step_{self.state.global_step:08d}"
+        tmp = self.ckpt_root / f".tmp_step_{self.state.global_step:08d}"
+        self.state.plateau = self.plateau.state_dict()
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            self.state.save(tmp / "trainer_state.json")
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            prune_state_dirs(self.ckpt_root, self.cfg.trainer.keep_last)
+        self.acc.wait_for_everyone()
+
+    def resume(self, resume: str = "auto") -> bool:
+        """Load resumable state: ``auto`` = newest in the run folder, ``never``, or a folder path."""
+        if resume == "never":
+            if self.acc.is_main_process and self.ckpt_root.exists():
+                shutil.rmtree(self.ckpt_root)
+            self.acc.wait_for_everyone()
+            return False
+        if resume == "auto":
+            dirs = list_state_dirs(self.ckpt_root)
+            if not dirs:
+                return False
+            path = dirs[-1]
+        else:
+            path = Path(resume)
+            if not (path / "trainer_state.json").is_file():
+                raise FileNotFoundError(f"--resume {resume}: not a state folder (no trainer_state.json)")
+        self.acc.load_state(str(path))
+        self.state = TrainerState.load(path / "trainer_state.json")
+        if self.state.plateau:
+            self.plateau.load_state_dict(self.state.plateau)
+        self._trim_metrics_log()
+        logger.info("resumed from %s: epoch %d, step %d in epoch, global step %d", path,
+                    self.state.epoch, self.state.step_in_epoch, self.state.global_step)
+        return True
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, values: dict, step: int) -> None:
+        values = {k: float(v) for k, v in values.items() if v is not None and np.isfinite(float(v))}
+        self.acc.log(values, step=step)
+        if self.acc.is_main_process:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "epoch": self.state.epoch, **values}) + "\n")
+
+    def _trim_metrics_log(self) -> None:
+        """After a resume, drop log lines past the resumed step (they are about to be redone)."""
+        path = self.run_dir / "metrics.jsonl"
+        if self.acc.is_main_process and path.is_file():
+            lines = [ln for ln in path.read_text().splitlines()
+                     if ln.strip() and json.loads(ln)["step"] <= self.state.global_step]
+            path.write_text("".join(ln + "\n" for ln in lines))
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> TrainerState:
+        """Train until the epochs run out or early stopping fires; restore the best weights."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.cfg.logging.tensorboard:
+            self.acc.init_trackers("tensorboard")
+        while not self.state.finished and self.state.epoch < self.total_epochs:
+            self.train_one_epoch()
+            metrics = self.evaluate()
+            self.end_of_epoch(metrics)
+        self.finish()
+        return self.state
+
+    def train_one_epoch(self) -> None:
+        st, t = self.state, self.cfg.trainer
+        loader, sampler = self._phase_loader(st.epoch // self.epochs_per_phase)
+        sampler.set_epoch(st.epoch)
+        n_batches = len(loader) if not t.max_steps_per_epoch else min(len(loader), t.max_steps_per_epoch * t.grad_accum)
+        batches = self.acc.skip_first_batches(loader, st.step_in_epoch) if st.step_in_epoch else loader
+        self.model.train()
+        bar = tqdm(total=n_batches, initial=st.step_in_epoch, desc=f"epoch {st.epoch + 1}/{self.total_epochs}",
+                   disable=not (self.acc.is_main_process and self.cfg.logging.progress_bar), leave=False)
+        tick, seen = time.perf_counter(), 0
+        for batch in batches:
+            if st.step_in_epoch >= n_batches:
+                break
+            losses, grad_norm = self.train_step(batch)
+            st.step_in_epoch += 1
+            seen += len(batch["label"]) * self.acc.num_processes
+            bar.update(1)
+            if not self.acc.sync_gradients:
+                continue
+            st.global_step += 1
+            if st.global_step % self.cfg.logging.log_every_steps == 0:
+                rate = seen / max(time.perf_counter() - tick, 1e-9)
+                self._log_train(losses, grad_norm, rate)
+                tick, seen = time.perf_counter(), 0
+            if t.checkpoint_every_steps and st.global_step % t.checkpoint_every_steps == 0:
+                self.save_state()
+        bar.close()
+
+    def train_step(self, batch: dict) -> tuple[dict, float | None]:
+        """One micro-batch: forward, loss, backward; clip and step when gradients sync."""
+        # a per-step seed makes dropout/sampling noise a function of the step, so a resumed run
+        # draws exactly what the uninterrupted run drew.
+        torch.manual_seed(self.cfg.trainer.seed * 1_000_003 + self.state.global_step * 97
+                          + self.state.step_in_epoch * 7 + self.acc.process_index)
+        grad_norm = None
+        with self.acc.accumulate(self.model):
+            with self.acc.autocast():
+                outputs = self.model(batch)
+                losses = self.raw_model.loss(outputs, batch)
+            if not torch.isfinite(losses["loss"]):
+                raise FloatingPointError(f"non-finite loss at global step {self.state.global_step}: {losses}")
+            self.acc.backward(losses["loss"])
+            if self.acc.sync_gradients:
+                clip = self.cfg.optim.grad_clip or float("inf")
+                grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), clip))
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.numel() == 1}, grad_norm
+
+    def _log_train(self, losses: dict, grad_norm: float | None, rate: float) -> None:
+        values = {f"train/{k}": v for k, v in losses.items()}
+        values.update({"train/lr": self.optimizer.param_groups[0]["lr"], "train/samples_per_s": rate})
+        if grad_norm is not None:
+            values["train/grad_norm"] = grad_norm
+        self._log(values, self.state.global_step)
+
+    @torch.no_grad()
+    def predict(self, loader) -> tuple[np.ndarray, np.ndarray]:
+        """Softmax probabilities and labels over ``loader``, gathered from every rank without duplicates."""
+        self.model.eval()
+        probs, labels = [], []
+        limit = self.cfg.trainer.val_max_batches
+        for i, batch in enumerate(loader):
+            if limit and i >= limit:
+                break
+            with self.acc.autocast():
+                logits = self.model(batch)["logits"]
+            p, y = self.acc.gather_for_metrics((logits.float().softmax(-1), batch["label"]))
+            probs.append(p.cpu())
+            labels.append(y.cpu())
+        return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+
+    def evaluate(self) -> dict:
+        """Validation metrics, identical on every rank (computed on gathered data, broadcast from rank 0)."""
+        from evaluation.metrics import compute_metrics
+
+        probs, labels = self.predict(self.val_loader)
+        metrics = {f"val/{k}": v for k, v in compute_metrics(probs, labels).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics["val/loss"] = float(torch.nn.functional.nll_loss(
+            torch.log(torch.from_numpy(probs).clamp_min(1e-7)), torch.from_numpy(labels).long()))
+        box = [metrics]
+        broadcast_object_list(box, from_process=0)
+        if self.acc.is_main_process:
+            self._log_pr_curve(probs, labels)
+        return box[0]
+
+    def _log_pr_curve(self, probs: np.ndarray, labels: np.ndarray) -> None:
+        if not self.cfg.logging.tensorboard or probs.shape[1] != 2:
+            return
+        writer = self.acc.get_tracker("tensorboard", unwrap=True)
+        writer.add_pr_curve("val/pr_curve", labels, probs[:, 1], global_step=self.state.global_step)
+
+    def end_of_epoch(self, metrics: dict) -> None:
+        """Plateau step, early stopping, best-weights export and a state checkpoint."""
+        t, st = self.cfg.trainer, self.state
+        if t.monitor not in metrics:
+            raise KeyError(f"trainer.monitor '{t.monitor}' is not a validation metric; have {sorted(metrics)}")
+        value = metrics[t.monitor]
+        self.plateau.step(value if math.isfinite(value) else (-math.inf if t.monitor_mode == "max" else math.inf))
+        is_best, stop = update_early_stopping(st, value, t.monitor_mode, t.early_stopping_min_delta,
+                                              t.early_stopping_patience)
+        st.history.append({"epoch": st.epoch, **metrics})
+        self._log({**metrics, "val/lr": self.optimizer.param_groups[0]["lr"]}, st.global_step)
+        logger.info("epoch %d: %s=%.4f (best %.4f @ epoch %d)%s", st.epoch + 1, t.monitor, value,
+                    st.best_metric if st.best_metric is not None else float("nan"), st.best_epoch + 1,
+                    "  new best" if is_best else "")
+        if is_best and self.acc.is_main_process:
+            self.export(self.best_path, {"best_epoch": st.epoch, **metrics})
+        st.epoch, st.step_in_epoch = st.epoch + 1, 0
+        if stop:
+            logger.info("early stopping: no improvement of %s in %d validations", t.monitor, st.bad_validations)
+            st.stopped_early = True
+        st.finished = stop or st.epoch >= self.total_epochs
+        self.save_state()
+
+    def export(self, path: Path, metrics: dict) -> None:
+        meta = {**self.export_meta, "config": self.cfg.to_dict(), "metrics": metrics}
+        export_weights(self.acc.unwrap_model(self.model), path, meta)
+
+    def finish(self) -> None:
+        """Restore the best weights on every rank and record the stage as finished."""
+        self.acc.wait_for_everyone()
+        if self.best_path.is_file():
+            load_weights(self.acc.unwrap_model(self.model), read_state_dict(self.best_path), source="best weights")
+        self.state.finished = True
+        if self.acc.is_main_process:
+            self.state.save(self.run_dir / "trainer_state.json")
+        self.acc.end_training()
