@@ -70,6 +70,13 @@ def strip_wrappers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return out
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DDP/DataParallel and torch.compile wrappers."""
+    while isinstance(getattr(model, "module", None), nn.Module) or hasattr(model, "_orig_mod"):
+        model = getattr(model, "_orig_mod", None) or model.module
+    return model
+
+
 def export_weights(model: nn.Module, path: str | os.PathLike, sidecar: dict) -> Path:
     """Write ``model``'s weights as safetensors plus a JSON sidecar, both atomically.
 
@@ -77,7 +84,7 @@ def export_weights(model: nn.Module, path: str | os.PathLike, sidecar: dict) -> 
     spec and label names are added here so the file alone is enough to predict with.
     """
     path = Path(path)
-    raw = getattr(model, "_orig_mod", model)
+    raw = unwrap(model)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in strip_wrappers(raw.state_dict()).items()}
     meta = {"format_version": FORMAT_VERSION, "label_names": ["real", "fake"], **sidecar}
     if hasattr(raw, "describe"):

@@ -1,0 +1,57 @@
+# Two commands on a fresh machine: `make demo` and `make test`; each installs what it needs first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NPROC ?= 2
+RECIPE ?= launch/configs/curriculum.yaml
+MODELS ?= bg av cm rr tm
+STAGES ?= 1 2 4
+ARGS ?=
+SAMPLE ?= data/sample
+
+.PHONY: install test test-fast demo bench tensorboard train-all-specialists sample-data clean
+
+install: $(STAMP)
+
+# Re-runs only when the package metadata changes, so a second `make install` takes a second.
+# facenet-pytorch goes in with --no-deps: 2.5.3 is the last release without a torch<2.3 pin.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q --no-deps facenet-pytorch==2.5.3
+	touch $@
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+sample-data: install
+	$(PY) launch/make_sample_data.py --out $(SAMPLE)
+
+demo: install
+	$(PY) launch/demo.py --nproc $(NPROC)
+
+bench: install
+	$(PY) bench/trainer_overhead.py
+	$(PY) bench/models.py
+	$(PY) bench/data_pipeline.py
+	$(PY) bench/predict.py
+
+tensorboard: install
+	$(VENV)/bin/tensorboard --logdir runs
+
+# Every specialist through every stage of the curriculum, in order; finished stages are skipped,
+# an interrupted one resumes where it stopped.
+train-all-specialists: install
+	@for m in $(MODELS); do for s in $(STAGES); do \
+	  $(VENV)/bin/accelerate launch --num_processes $(NPROC) $(if $(filter-out 1,$(NPROC)),--multi_gpu,) \
+	    --num_machines 1 --dynamo_backend no --mixed_precision no \
+	    launch/train.py --model $$m --stage $$s --config $(RECIPE) $(ARGS) || exit $$?; \
+	done; done
+
+clean:
+	rm -rf runs .pytest_cache
