@@ -98,8 +98,11 @@ def data_root(cfg: Config) -> tuple[Path, bool]:
 
 
 def cache_dir(cfg: Config, root: Path) -> Path:
-    """``data.cache``, else ``<cache_root>/<dataset>-<hash of the root>`` so two roots never share a cache."""
+    """``data.cache``, else ``<cache_root>/<dataset>-<hash>`` of the root and the build settings, so two
+    roots, or two frame budgets, never share a cache."""
     if cfg.data.cache:
         return Path(cfg.data.cache)
-    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]
+    d = cfg.data
+    what = f"{root.resolve()}|{d.compression}|{d.frames_per_video}|{d.clips_per_video}|{d.clip_frames}|{d.margin}"
+    key = hashlib.sha1(what.encode()).hexdigest()[:8]
     return Path(cfg.data.cache_root) / f"{cfg.data.dataset}-{key}"

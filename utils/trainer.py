@@ -218,8 +218,12 @@ class Trainer:
             path.write_text("".join(ln + "\n" for ln in lines))
 
     # ------------------------------------------------------------------ loop
-    def fit(self) -> TrainerState:
-        """Train until the epochs run out or early stopping fires; restore the best weights."""
+    def fit(self, close: bool = True) -> TrainerState:
+        """Train until the epochs run out or early stopping fires; restore the best weights.
+
+        ``close=False`` keeps the trackers open for logging after training (end-of-stage evaluation);
+        call :meth:`close` then.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.cfg.logging.tensorboard:
             self.acc.init_trackers("tensorboard")
@@ -228,6 +232,8 @@ class Trainer:
             metrics = self.evaluate()
             self.end_of_epoch(metrics)
         self.finish()
+        if close:
+            self.close()
         return self.state
 
     def train_one_epoch(self) -> None:
@@ -358,4 +364,8 @@ class Trainer:
         self.state.finished = True
         if self.acc.is_main_process:
             self.state.save(self.run_dir / "trainer_state.json")
+        self.acc.wait_for_everyone()
+
+    def close(self) -> None:
+        """Flush and close the trackers."""
         self.acc.end_training()

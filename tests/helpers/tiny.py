@@ -105,7 +105,7 @@ def main() -> None:
             "epoch": st.epoch, "step_in_epoch": st.step_in_epoch, "global_step": st.global_step,
             "best_metric": st.best_metric, "bad_validations": st.bad_validations,
             "lr": trainer.optimizer.param_groups[0]["lr"]}))
-    state = trainer.fit()
+    state = trainer.fit()  # closes the trackers (flushes TensorBoard)
     if trainer.acc.is_main_process:
         final = {k: v.tolist() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
         (out / "final.json").write_text(json.dumps({"epoch": state.epoch, "stopped_early": state.stopped_early,
