@@ -9,6 +9,8 @@ MODELS ?= bg av cm rr tm
 STAGES ?= 1 2 4
 ARGS ?=
 SAMPLE ?= data/sample
+# albumentations otherwise checks PyPI for a newer version on import (a 2 s network timeout offline)
+export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: install test test-fast demo bench tensorboard train-all-specialists sample-data clean
 

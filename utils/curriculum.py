@@ -103,6 +103,8 @@ def cache_dir(cfg: Config, root: Path) -> Path:
     if cfg.data.cache:
         return Path(cfg.data.cache)
     d = cfg.data
-    what = f"{root.resolve()}|{d.compression}|{d.frames_per_video}|{d.clips_per_video}|{d.clip_frames}|{d.margin}"
+    # the seed is in the key because Celeb-DF's validation identities are drawn with it at index time
+    what = (f"{root.resolve()}|{d.compression}|{','.join(d.methods)}|{d.frames_per_video}|{d.clips_per_video}|"
+            f"{d.clip_frames}|{d.margin}|{d.val_fraction}|{cfg.trainer.seed}")
     key = hashlib.sha1(what.encode()).hexdigest()[:8]
     return Path(cfg.data.cache_root) / f"{cfg.data.dataset}-{key}"

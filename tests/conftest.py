@@ -1,0 +1,36 @@
+"""Shared fixtures: offline environment, the bundled sample data (generated once per session)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# offline and quiet everywhere, subprocesses included
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+try:
+    import torch
+    HAS_CUDA = torch.cuda.is_available()
+except Exception:  # pragma: no cover
+    HAS_CUDA = False
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> Path:
+    """The bundled sample datasets at ``small`` scale (seed 0), generated once per test session.
+
+    ``DEEPFAKE_SAMPLE_DIR`` points at an existing tree to reuse (e.g. the demo's ``data/sample``).
+    """
+    from utils.data.sample import make_sample_data
+    out = Path(os.environ.get("DEEPFAKE_SAMPLE_DIR") or tmp_path_factory.getbasetemp() / "sample")
+    return make_sample_data(out, seed=0, scale="small")
