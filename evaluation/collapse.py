@@ -1,0 +1,60 @@
+"""Collapse guard: say loudly when a model predicts (nearly) one thing for every input.
+
+A detector whose head was never loaded, or whose training collapsed onto the majority class, still
+produces plausible-looking accuracies on skewed data (DFDC is ≈84 % fake). Two symptoms are checked:
+
+* near-constant scores: the spread of the probabilities is below ``std_tol``;
+* one class takes at least ``share`` of the hard predictions while the labels are not that skewed
+  (that class's label share is below ``share``).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from evaluation.metrics import as_probs, predict_labels
+
+logger = logging.getLogger(__name__)
+
+BANNER = "!" * 78
+
+
+def check_collapse(probs: np.ndarray, labels: np.ndarray, threshold: float | None = None, *,
+                   share: float = 0.95, std_tol: float = 1e-3) -> dict:
+    """Diagnose a collapsed prediction set.
+
+    Returns:
+        ``{"collapsed": bool, "reasons": [str], "score_std": float, "pred_share": [per class],
+        "label_share": [per class]}``.
+    """
+    p = as_probs(probs)
+    y = np.asarray(labels, dtype=np.int64)
+    k, n = p.shape[1], len(y)
+    out = {"collapsed": False, "reasons": [], "score_std": float("nan"), "pred_share": [], "label_share": []}
+    if n < 2:
+        return out
+    std = float(p.std(axis=0).max())
+    pred = predict_labels(p, threshold)
+    pred_share = np.bincount(pred, minlength=k) / n
+    label_share = np.bincount(y, minlength=k) / n
+    out.update(score_std=std, pred_share=pred_share.tolist(), label_share=label_share.tolist())
+    if std < std_tol:
+        out["reasons"].append(f"near-constant scores: probability spread (std) {std:.2e} < {std_tol:g}")
+    c = int(pred_share.argmax())
+    if pred_share[c] >= share and label_share[c] < share:
+        out["reasons"].append(f"class {c} takes {pred_share[c]:.1%} of the predictions but only "
+                              f"{label_share[c]:.1%} of the labels")
+    out["collapsed"] = bool(out["reasons"])
+    return out
+
+
+def warn_collapse(diagnosis: dict, where: str) -> None:
+    """Log a collapse diagnosis with a banner nobody can miss (no-op when not collapsed)."""
+    if not diagnosis.get("collapsed"):
+        return
+    lines = [BANNER, f"!! MODEL COLLAPSE SUSPECTED ({where})"]
+    lines += [f"!!   - {r}" for r in diagnosis["reasons"]]
+    lines += ["!! The metrics below describe a model that does not discriminate: check that the head was",
+              "!! loaded, the learning rate, the class balance and the labels.", BANNER]
+    logger.warning("\n".join(lines))

@@ -1,0 +1,209 @@
+"""Classification metrics for binary and k-class detectors, robust to degenerate inputs.
+
+``probs`` is always N×k softmax probabilities (binary: column 1 = P(fake), label 0 = real, 1 = fake).
+A metric that is undefined for the input (one class only, e.g. a validation shard of fakes) is
+``NaN``, never an exception; the reason goes to the optional ``warnings`` list, or to the log.
+
+Log-loss clips the probability of the true class to ``[eps, 1 - eps]`` with ``eps = 1e-2`` by
+default, as the DFDC challenge did (REFERENCE.md §1): one confident mistake then costs at most
+``-log(0.01) ≈ 4.6`` instead of infinity.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+logger = logging.getLogger(__name__)
+
+LOG_LOSS_EPS = 1e-2
+THRESHOLD_RULES = ("balanced_acc", "eer")
+NAN = float("nan")
+
+
+def as_probs(probs: np.ndarray) -> np.ndarray:
+    """N×k float64 probabilities; a 1-D array is read as P(fake) of a binary model."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 1:
+        p = np.stack([1.0 - p, p], axis=1)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"probs must be N×k with k >= 2 (or 1-D P(fake)), got shape {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probs contain NaN or inf: check the model outputs (diverged training?)")
+    return p
+
+
+def _check(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = as_probs(probs)
+    y = np.asarray(labels).astype(np.int64).reshape(-1)
+    if len(y) != len(p):
+        raise ValueError(f"{len(p)} probability rows but {len(y)} labels")
+    if len(y) and (y.min() < 0 or y.max() >= p.shape[1]):
+        raise ValueError(f"labels must lie in [0, {p.shape[1] - 1}], got [{y.min()}, {y.max()}]")
+    return p, y
+
+
+def _warn(msg: str, warnings: list[str] | None) -> None:
+    """Collect ``msg`` in ``warnings`` when the caller keeps a list (it reports them), else log it."""
+    if warnings is None:
+        logger.warning(msg)
+    else:
+        warnings.append(msg)
+
+
+def predict_labels(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Hard predictions: binary -> fake when P(fake) >= threshold (default 0.5); k > 2 -> argmax."""
+    p = as_probs(probs)
+    if p.shape[1] == 2:
+        return (p[:, 1] >= (0.5 if threshold is None else threshold)).astype(np.int64)
+    return p.argmax(axis=1)
+
+
+def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
+    """EER: the rate where false positives equal false negatives, linearly interpolated on the ROC."""
+    y = np.asarray(labels).astype(np.int64)
+    if len(np.unique(y)) < 2:
+        return NAN
+    fpr, tpr, _ = roc_curve(y, scores)
+    fnr = 1.0 - tpr
+    d = fpr - fnr  # increasing from -1 to +1 along the curve
+    i = int(np.searchsorted(d, 0.0))  # first point with fpr >= fnr
+    if i == 0 or d[i] == 0:
+        return float(fpr[i])
+    t = d[i - 1] / (d[i - 1] - d[i])
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray, eps: float = LOG_LOSS_EPS) -> float:
+    """Mean negative log probability of the true class, clipped to ``[eps, 1 - eps]``."""
+    p, y = _check(probs, labels)
+    if not len(y):
+        return NAN
+    p_true = np.clip(p[np.arange(len(y)), y], eps, 1.0 - eps)
+    return float(-np.log(p_true).mean())
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, classes: np.ndarray) -> float:
+    recalls = [np.mean(pred[y == c] == c) for c in classes]
+    return float(np.mean(recalls)) if recalls else NAN
+
+
+def _binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float, warnings: list[str] | None) -> dict:
+    score = p[:, 1]
+    pred = (score >= threshold).astype(np.int64)
+    n_fake = int(y.sum())
+    out = {"threshold": float(threshold), "n": len(y), "n_real": len(y) - n_fake, "n_fake": n_fake}
+    both = 0 < n_fake < len(y)
+    if not both and len(y):
+        _warn(f"only one class among {len(y)} labels (fake={n_fake}): AUC, AP, EER and balanced "
+              "accuracy are undefined (NaN)", warnings)
+    out["auc"] = float(roc_auc_score(y, score)) if both else NAN
+    out["ap"] = float(average_precision_score(y, score)) if both else NAN
+    out["eer"] = equal_error_rate(score, y) if both else NAN
+    out["acc"] = float(np.mean(pred == y)) if len(y) else NAN
+    out["balanced_acc"] = _balanced_accuracy(y, pred, np.array([0, 1])) if both else NAN
+    out["tpr"] = float(np.mean(pred[y == 1] == 1)) if n_fake else NAN    # fakes caught
+    out["tnr"] = float(np.mean(pred[y == 0] == 0)) if n_fake < len(y) else NAN  # reals passed
+    out["log_loss"] = log_loss(p, y)
+    out["pred_fake_rate"] = float(pred.mean()) if len(y) else NAN
+    out["label_fake_rate"] = n_fake / len(y) if len(y) else NAN
+    out["mean_p_fake"] = float(score.mean()) if len(y) else NAN
+    return out
+
+
+def _multiclass_metrics(p: np.ndarray, y: np.ndarray, warnings: list[str] | None) -> dict:
+    k = p.shape[1]
+    pred = p.argmax(axis=1)
+    present = np.unique(y)
+    out: dict = {"n": len(y)}
+    aucs, aps = [], []
+    for c in range(k):
+        pos = y == c
+        if 0 < pos.sum() < len(y):
+            aucs.append(roc_auc_score(pos, p[:, c]))
+            aps.append(average_precision_score(pos, p[:, c]))
+    if len(aucs) < k and len(y):
+        _warn(f"{k - len(aucs)} of {k} classes are absent (or the only one present) among {len(y)} "
+              "labels: macro AUC/AP average over the others (NaN when none)", warnings)
+    out["auc"] = float(np.mean(aucs)) if aucs else NAN
+    out["ap"] = float(np.mean(aps)) if aps else NAN
+    out["acc"] = float(np.mean(pred == y)) if len(y) else NAN
+    out["balanced_acc"] = _balanced_accuracy(y, pred, present) if len(present) > 1 else NAN
+    out["log_loss"] = log_loss(p, y)
+    for c in range(k):
+        out[f"n_{c}"] = int(np.sum(y == c))
+        out[f"pred_share_{c}"] = float(np.mean(pred == c)) if len(y) else NAN
+        out[f"label_share_{c}"] = float(np.mean(y == c)) if len(y) else NAN
+    return out
+
+
+def compute_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float | None = None,
+                    warnings: list[str] | None = None) -> dict[str, float]:
+    """Every scalar metric of a prediction set.
+
+    Args:
+        probs: N×k softmax probabilities (binary: column 1 = P(fake)); 1-D is read as P(fake).
+        labels: N integer labels (0 = real, 1 = fake for binary models).
+        threshold: binary decision threshold (fake when P(fake) >= threshold; default 0.5).
+            Ignored for k > 2, which predict the argmax.
+        warnings: if given, the reasons for undefined (NaN) metrics are appended to it (and not
+            logged); otherwise they are logged as warnings.
+
+    Returns:
+        Binary: ``auc ap eer acc balanced_acc tpr tnr log_loss pred_fake_rate label_fake_rate
+        mean_p_fake threshold n n_real n_fake``. k-class: ``auc ap`` (macro one-vs-rest) ``acc
+        balanced_acc log_loss n`` and per class ``n_<c> pred_share_<c> label_share_<c>``.
+    """
+    p, y = _check(probs, labels)
+    if not len(y):
+        _warn("no predictions to score: every metric is NaN", warnings)
+    if p.shape[1] == 2:
+        return _binary_metrics(p, y, 0.5 if threshold is None else float(threshold), warnings)
+    return _multiclass_metrics(p, y, warnings)
+
+
+def confusion_matrix(probs: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """k×k counts, rows = true class, columns = predicted class."""
+    p, y = _check(probs, labels)
+    pred = predict_labels(p, threshold)
+    k = p.shape[1]
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+
+
+def choose_threshold(probs: np.ndarray, labels: np.ndarray, rule: str = "balanced_acc") -> float:
+    """Pick the binary decision threshold on validation predictions.
+
+    ``balanced_acc`` maximises (TPR + TNR) / 2; ``eer`` makes false-positive and false-negative rates
+    as equal as possible. The threshold returned sits midway between the two neighbouring validation
+    scores (same decisions on validation, more margin on new data); ties go to the one nearest 0.5.
+    With one class only there is nothing to choose from: 0.5 is returned and a warning logged.
+    """
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"unknown threshold rule '{rule}'; choose one of {THRESHOLD_RULES}")
+    p, y = _check(probs, labels)
+    if p.shape[1] != 2:
+        raise ValueError(f"a decision threshold only applies to binary models, got {p.shape[1]} classes")
+    if len(np.unique(y)) < 2:
+        logger.warning("choose_threshold: validation labels hold one class only; keeping 0.5")
+        return 0.5
+    fpr, tpr, thr = roc_curve(y, p[:, 1], drop_intermediate=False)
+    # point i predicts fake iff score >= thr[i]; every threshold in (thr[i+1], thr[i]] does the same
+    lower = np.append(thr[1:], 0.0)
+    upper = np.where(np.isfinite(thr), thr, np.maximum(thr[1] if len(thr) > 1 else 1.0, 1.0) + 1e-6)
+    cand = np.where(np.isfinite(thr), (thr + lower) / 2.0, upper)
+    if rule == "balanced_acc":
+        gain = (tpr + 1.0 - fpr) / 2.0
+    else:
+        gain = -np.abs(fpr - (1.0 - tpr))
+    best = np.flatnonzero(np.isclose(gain, gain.max(), rtol=0, atol=1e-12))
+    pick = best[np.argmin(np.abs(cand[best] - 0.5))]
+    return float(cand[pick])
+
+
+def finite(metrics: dict) -> dict[str, float]:
+    """The entries of ``metrics`` that are finite numbers (what TensorBoard can plot)."""
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
+            and math.isfinite(float(v))}

@@ -1,0 +1,233 @@
+"""Score video and image files with one exported checkpoint or an ensemble of them.
+
+Each file goes through exactly the code that built the training data, so prediction sees what the
+model was trained on: :func:`utils.data.cache.process_video` decodes the wanted frames in one pass,
+detects faces in batches, keeps the main face track and stores lossless regions around it in a
+scratch cache; the model's own dataset class (:mod:`utils.data.datasets`) then cuts crops with the
+model's crop policy, applies the evaluation transforms and clip/audio windows, and the model scores
+the frames in batches. Frame probabilities are aggregated per file (mean, or the "confident" rule)
+and, for ensembles, averaged across members (optionally with fitted weights).
+
+A file that cannot be read or shows no face gives a result with ``error`` set; callers go on.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from evaluation.aggregate import aggregate
+from evaluation.ensemble import average_probs, load_weights
+from evaluation.inference import predict_loader
+from evaluation.metrics import predict_labels
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given; folders replaced by the videos and images under them (sorted, recursive)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file()
+                           and f.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
+            if not found:
+                logger.warning("%s: no video or image files inside", p)
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+@dataclass
+class Member:
+    """One loaded checkpoint: the model, its sidecar and what its data pipeline needs."""
+
+    path: str
+    model: torch.nn.Module
+    meta: dict
+    transform: object
+    margin: float
+
+    @property
+    def spec(self):
+        return self.model.input_spec
+
+    @property
+    def name(self) -> str:
+        return f"{self.meta.get('model', '?')}:{Path(self.path).name}"
+
+
+@dataclass
+class FileResult:
+    """The verdict on one file (``error`` set when it could not be scored)."""
+
+    path: str
+    p_fake: float | None = None
+    label: str | None = None
+    threshold: float | None = None
+    n_frames: int = 0
+    n_detected: int = 0
+    members: dict[str, float] = field(default_factory=dict)
+    probs: list[float] | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def line(self) -> str:
+        """One human-readable line."""
+        if self.error:
+            return f"{self.path}\tERROR\t{self.error}"
+        return (f"{self.path}\tP(fake)={self.p_fake:.4f}\t{self.label}\t(threshold {self.threshold:.3f}, "
+                f"{self.n_frames} frames, face found on {self.n_detected})")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> Member:
+    """Load an exported checkpoint (safetensors + sidecar) for prediction."""
+    from utils.checkpoint import load_exported
+    from utils.data.transforms import build_transforms
+
+    model, meta = load_exported(path, map_location=device)
+    data = (meta.get("config") or {}).get("data", {})
+    transform = build_transforms(model.input_spec, train=False, clahe=bool(data.get("clahe", False)))
+    return Member(str(path), model.eval(), meta, transform, float(data.get("margin", 0.3)))
+
+
+class Predictor:
+    """Score files with one checkpoint or an ensemble.
+
+    Args:
+        checkpoints: exported ``.safetensors`` files (each with its ``.json`` sidecar).
+        device: where the detector and the models run (``cpu``, ``cuda``, ``cuda:1``).
+        frames: frames spread evenly over each video (the cache's ``frames_per_video``).
+        batch_size: frames (or clips) per model call.
+        weights: ensemble weights (list, or a JSON file written by :func:`evaluation.ensemble.save_weights`).
+        threshold: decision threshold; default: the sidecar's (one checkpoint), the weights file's
+            (ensemble), else 0.5.
+        aggregation: ``mean`` or ``confident`` (frame -> file score).
+        detector: a :class:`utils.data.faces.FaceDetector` (default MTCNN on ``device``).
+    """
+
+    def __init__(self, checkpoints: list[str | os.PathLike], *, device: str = "cpu", frames: int = 32,
+                 batch_size: int = 32, weights: list[float] | str | os.PathLike | None = None,
+                 threshold: float | None = None, aggregation: str = "mean", detector=None):
+        from utils.data.faces import MTCNNDetector
+
+        if not checkpoints:
+            raise ValueError("give at least one --checkpoint")
+        self.device = torch.device(device)
+        self.members = [load_member(c, self.device) for c in checkpoints]
+        self.weights, file_threshold = self._weights(weights, checkpoints)
+        if threshold is None:
+            threshold = (self.members[0].meta.get("threshold") if len(self.members) == 1 else file_threshold)
+        self.threshold = 0.5 if threshold is None else float(threshold)
+        self.frames, self.batch_size, self.aggregation = frames, batch_size, aggregation
+        self.detector = detector if detector is not None else MTCNNDetector(device=str(self.device))
+        self.num_classes = {m.model.num_classes for m in self.members}
+        if len(self.num_classes) != 1:
+            raise ValueError(f"ensemble members disagree on the number of classes: {self.num_classes}")
+        self.label_names = list(self.members[0].meta.get("label_names") or ["real", "fake"])
+
+    @staticmethod
+    def _weights(weights, checkpoints) -> tuple[np.ndarray | None, float | None]:
+        if weights is None:
+            return None, None
+        if isinstance(weights, (str, os.PathLike)):
+            threshold = json.loads(Path(weights).read_text()).get("threshold")
+            return load_weights(weights, [str(c) for c in checkpoints]), threshold
+        w = np.asarray(weights, dtype=np.float64)
+        if len(w) != len(checkpoints):
+            raise ValueError(f"{len(w)} ensemble weights for {len(checkpoints)} checkpoints")
+        return w, None
+
+    def _build_options(self):
+        from utils.data.cache import BuildOptions
+
+        specs = [m.spec for m in self.members]
+        data = [(m.meta.get("config") or {}).get("data", {}) for m in self.members]
+        clip_len = max(s.clip_len for s in specs)
+        return BuildOptions(
+            frames_per_video=self.frames,
+            clips_per_video=max([int(d.get("clips_per_video", 4)) for d in data]) if clip_len > 1 else 0,
+            clip_frames=max([clip_len] + [int(d.get("clip_frames", 8)) for d in data]) if clip_len > 1 else 0,
+            margin=max(m.margin for m in self.members),
+            context_scale=max(s.context_scale for s in specs),
+            min_region=max([256] + [s.image_size for s in specs if s.crop == "native"]),
+            audio=any(s.audio for s in specs))
+
+    def _score_member(self, member: Member, rows: list[dict], cache_dir: Path) -> np.ndarray:
+        from utils.data.datasets import ClipDataset, FrameDataset
+
+        spec = member.spec
+        if spec.clip_len > 1 and not any(r["run"] >= 0 for r in rows):
+            n = len({r["slot"] for r in rows})
+            raise ValueError(f"{member.name} scores clips of {spec.clip_len} consecutive frames; this file "
+                             f"has {n} frame(s) (a still image or a very short video)")
+        if spec.clip_len > 1:
+            ds = ClipDataset(rows, cache_dir, spec, member.transform, margin=member.margin)
+        else:
+            ds = FrameDataset([r for r in rows if r["run"] == -1], cache_dir, spec, member.transform,
+                              margin=member.margin)
+        if len(ds) == 0:
+            raise ValueError(f"{member.name}: nothing to score (needs clips of {spec.clip_len} frames)")
+        loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=0)
+        frames = predict_loader(member.model, loader, device=self.device)
+        return aggregate(frames, self.aggregation).probs[0]
+
+    def predict_file(self, path: str | os.PathLike, scratch: Path) -> FileResult:
+        """Score one file; failures come back as a result with ``error`` set."""
+        from utils.data.cache import VideoSkipped, process_video
+        from utils.data.records import VideoRecord
+
+        start = time.perf_counter()
+        res = FileResult(str(path))
+        record = VideoRecord(video_id=str(path), path=str(path), label=0, dataset="predict", method="unknown",
+                             group=str(path), split="test")
+        try:
+            if not Path(path).is_file():
+                raise VideoSkipped("no such file")
+            rows = process_video(record, scratch, self._build_options(), self.detector)
+            res.n_frames = len({r["slot"] for r in rows})
+            res.n_detected = len({r["slot"] for r in rows if r["detected"]})
+            probs = [self._score_member(m, rows, scratch) for m in self.members]
+        except VideoSkipped as e:
+            res.error = str(e)
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch of files
+            logger.debug("prediction failed on %s", path, exc_info=True)
+            res.error = f"{type(e).__name__}: {e}"
+        else:
+            avg = average_probs([p[None] for p in probs], self.weights)[0]
+            res.probs = [float(v) for v in avg]
+            res.p_fake = float(1.0 - avg[0])
+            res.threshold = self.threshold
+            res.label = self.label_names[int(predict_labels(avg[None], self.threshold)[0])].upper()
+            res.members = {m.name: float(1.0 - p[0]) for m, p in zip(self.members, probs)}
+        finally:
+            shutil.rmtree(scratch / "videos", ignore_errors=True)
+        res.seconds = round(time.perf_counter() - start, 3)
+        return res
+
+    def predict(self, paths: Iterable[str | os.PathLike]) -> Iterator[FileResult]:
+        """Results for every file under ``paths`` (folders expanded), in order."""
+        with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
+            for path in expand_paths(paths):
+                yield self.predict_file(path, Path(tmp))
