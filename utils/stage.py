@@ -68,7 +68,7 @@ def prepare_cache(cfg: Config, acc: Accelerator) -> tuple[Path, list]:
 
 
 def stage_datasets(cfg: Config, spec, cache: Path):
-    """(train phases, validation set, test set). DFDC stages get one phase per training chunk."""
+    """(train phases, validation set). DFDC stages get one phase per training chunk, built lazily."""
     from utils.data.datasets import build_dataset
 
     def train_set(data_cfg):
@@ -79,9 +79,7 @@ def stage_datasets(cfg: Config, spec, cache: Path):
                   for c in cfg.data.train_chunks]
     else:
         phases = [("train", train_set(cfg.data))]
-    val = build_dataset(cache, "val", spec, cfg.data, train=False)
-    test = build_dataset(cache, "test", spec, cfg.data, train=False)
-    return phases, val, test
+    return phases, build_dataset(cache, "val", spec, cfg.data, train=False)
 
 
 def build_stage_model(cfg: Config, stage: int, output_dir: str | Path, init: str | None, recipe: str):
@@ -100,20 +98,24 @@ def build_stage_model(cfg: Config, stage: int, output_dir: str | Path, init: str
     return model, {k: v for k, v in kwargs.items() if v is not None}, start
 
 
-def evaluate_stage(trainer: Trainer, val_set, test_set, out_dir: Path) -> dict:
-    """Evaluate the restored best weights on the test split, threshold chosen on validation."""
-    from evaluation.evaluate import evaluate_predictions, summary_scalars
-    from evaluation.inference import predict_loader
-    from evaluation.report import make_figures, write_report
+def evaluate_stage(trainer: Trainer, cfg: Config, cache: Path, records: list, out_dir: Path) -> dict:
+    """Evaluate the restored best weights on the test split, threshold chosen on validation.
 
-    acc = trainer.acc
-    loaders = [acc.prepare(trainer._loader(ds, train=False)) for ds in (val_set, test_set)]
-    val_preds, test_preds = (predict_loader(trainer.model, ld, acc) for ld in loaders)
-    report = evaluate_predictions(test_preds, val_preds=val_preds, title=str(out_dir.parent.name),
-                                  n_boot=300, seed=trainer.cfg.trainer.seed)
+    Videos the cache could not use (no face, unreadable) are listed in the report, not dropped.
+    """
+    from evaluation.evaluate import evaluate_predictions, summary_scalars
+    from evaluation.pipeline import predict_split
+    from evaluation.report import make_figures, write_report
+    from utils.data.cache_io import load_failures
+
+    acc, failures = trainer.acc, load_failures(cache)
+    val_preds, test_preds = (predict_split(trainer.model, cache, split, cfg, acc, records, failures)
+                             for split in ("val", "test"))
+    report = evaluate_predictions(test_preds, val_preds=val_preds, title=f"{cfg.model.name} {out_dir.parent.name}",
+                                  n_boot=300, seed=cfg.trainer.seed)
     if acc.is_main_process:
         write_report(report, out_dir)
-        if trainer.cfg.logging.tensorboard:
+        if cfg.logging.tensorboard:
             writer = acc.get_tracker("tensorboard", unwrap=True)
             for key, fig in make_figures(report).items():
                 writer.add_figure(f"test/{key}", fig, global_step=trainer.state.global_step)
@@ -129,8 +131,8 @@ def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | No
     rd = run_dir(output_dir, cfg.model.name, stage)
     model, model_kwargs, start = build_stage_model(cfg, stage, output_dir, init, recipe)  # fails before writing
     acc = make_accelerator(cfg, rd)
-    cache, _ = prepare_cache(cfg, acc)
-    phases, val_set, test_set = stage_datasets(cfg, model.input_spec, cache)
+    cache, records = prepare_cache(cfg, acc)
+    phases, val_set = stage_datasets(cfg, model.input_spec, cache)
     meta = {"model": cfg.model.name, "model_kwargs": model_kwargs, "stage": stage,
             "init": str(start) if start else None}
     trainer = Trainer(model, cfg, rd, phases, val_set, export_meta=meta, accelerator=acc)
@@ -138,7 +140,7 @@ def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | No
     if acc.is_main_process:
         save_config(cfg, rd / "config.yaml")
     state = trainer.fit(close=False)
-    report = evaluate_stage(trainer, val_set, test_set, rd / "eval")
+    report = evaluate_stage(trainer, cfg, cache, records, rd / "eval")
     if acc.is_main_process and trainer.best_path.is_file():   # predict.py reads the threshold from here
         meta = read_sidecar(trainer.best_path)
         meta["threshold"] = report["threshold"].get("video")
