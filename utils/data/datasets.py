@@ -1,0 +1,324 @@
+"""Datasets over the face-crop cache: frame samples, clip samples, clip + audio samples.
+
+What a sample looks like comes from the model's :class:`InputSpec` — crop policy, size, clip length,
+audio — so no model is named here. Samples follow the batch contract of :mod:`utils.detector`:
+``image`` uint8 3×S×S (or ``clip`` T×3×S×S of consecutive frames of one stored run), ``audio``
+n_mels×(T·mel_per_frame) and ``audio_mask`` when the spec asks for audio, ``label``, ``video_id``,
+``method``, ``frame_index``.
+
+Items are cheap: a per-process LRU keeps recently used cache files open and each item decompresses
+only the regions it needs; datasets pickle without open files, so DataLoader workers open their own.
+Index rows are held as columns (:class:`Rows`): a DFDC-sized split takes tens of megabytes, not
+gigabytes of dicts that every forked worker would slowly copy.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections import OrderedDict, defaultdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from utils.config import DataConfig
+from utils.data.audio import mel_window
+from utils.data.cache_io import load_index
+from utils.data.crops import crop_window, cut_window
+from utils.detector import InputSpec
+
+logger = logging.getLogger(__name__)
+
+Transform = Callable[[list[np.ndarray]], list[np.ndarray]]
+
+
+class _Video:
+    """One open cache file: small arrays in memory, regions and audio read on demand."""
+
+    def __init__(self, path: Path):
+        self.npz = np.load(path)
+        self.origins, self.times = self.npz["origins"], self.npz["times"]
+        self.region_hw = self.npz["region_hw"]
+        self.fps = float(self.npz["fps"])
+        self.has_audio = bool(self.npz["has_audio"])
+        self.sample_rate = int(self.npz["sample_rate"])
+        self._audio: np.ndarray | None = None
+
+    def region(self, slot: int) -> np.ndarray:
+        return self.npz[f"r{slot}"]
+
+    def bounds(self, slot: int) -> tuple[int, int, int, int]:
+        """Extent of the stored region of ``slot`` in source pixels."""
+        (x0, y0), (h, w) = self.origins[slot].tolist(), self.region_hw[slot].tolist()
+        return x0, y0, x0 + w, y0 + h
+
+    @property
+    def audio(self) -> np.ndarray:
+        if self._audio is None:
+            self._audio = self.npz["audio"]
+        return self._audio
+
+    def close(self) -> None:
+        self.npz.close()
+
+
+class _Store:
+    """LRU of open cache files (one per process)."""
+
+    def __init__(self, root: Path, capacity: int = 32):
+        self.root, self.capacity = root, capacity
+        self._open: OrderedDict[str, _Video] = OrderedDict()
+
+    def get(self, crop_file: str) -> _Video:
+        video = self._open.pop(crop_file, None) or _Video(self.root / crop_file)
+        self._open[crop_file] = video
+        while len(self._open) > self.capacity:
+            self._open.popitem(last=False)[1].close()
+        return video
+
+
+class _CacheDataset(Dataset):
+    """Shared parts: the store, the random generator per item, audio windows, tensor conversion."""
+
+    def __init__(self, cache_dir: str | Path, spec: InputSpec, transform: Transform, margin: float,
+                 train: bool):
+        self.cache_dir, self.spec, self.transform = Path(cache_dir), spec, transform
+        self.margin, self.train = margin, train
+        self._store: _Store | None = None
+        self._gen: tuple[int, np.random.Generator] | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_store": None, "_gen": None}  # each worker opens its own files
+
+    @property
+    def store(self) -> _Store:
+        if self._store is None:
+            self._store = _Store(self.cache_dir)
+        return self._store
+
+    def _rng(self) -> np.random.Generator:
+        """One generator per process, seeded from torch (per DataLoader worker: base seed + worker
+        id, new each epoch unless workers persist), so a seeded run repeats its crops."""
+        if self._gen is None or self._gen[0] != os.getpid():
+            self._gen = (os.getpid(), np.random.default_rng(torch.initial_seed()))
+        return self._gen[1]
+
+    def _window(self, video: _Video, slots: list[int], box: np.ndarray, rng: np.random.Generator):
+        bounds = [video.bounds(s) for s in slots]
+        common = (max(b[0] for b in bounds), max(b[1] for b in bounds),
+                  min(b[2] for b in bounds), min(b[3] for b in bounds))
+        return crop_window(box, self.spec, common, margin=self.margin, train=self.train, rng=rng)
+
+    def _crops(self, video: _Video, slots: list[int], box: np.ndarray,
+               rng: np.random.Generator) -> list[np.ndarray]:
+        """One window for all frames (a clip keeps a fixed camera), cut from each frame's region."""
+        window = self._window(video, slots, box, rng)
+        crops = [cut_window(video.region(s), video.origins[s], window) for s in slots]
+        return self.transform(crops)
+
+    def _audio(self, sample: dict, video: _Video, slot: int, n_frames: int) -> None:
+        spec = self.spec
+        if video.has_audio:
+            sample["audio"] = mel_window(video.audio, video.sample_rate, float(video.times[slot]), n_frames,
+                                         video.fps, spec)
+            sample["audio_mask"] = torch.tensor(1.0)
+        else:
+            sample["audio"] = torch.zeros(spec.n_mels, n_frames * spec.mel_per_frame)
+            sample["audio_mask"] = torch.tensor(0.0)
+
+    @staticmethod
+    def _to_tensor(img: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).contiguous()
+
+
+class Rows:
+    """Index rows kept as columns: numbers in numpy arrays, strings as codes into a list of names.
+
+    ``rows[i]`` gives back a dict with the fields the datasets use; ``len(rows)`` the row count.
+    """
+
+    INTS = ("frame_index", "run", "slot", "label")
+    STRS = ("video_id", "method", "crop_file")
+
+    def __init__(self, rows: Sequence[dict]):
+        self.ints = {k: np.fromiter((r[k] for r in rows), np.int64, len(rows)) for k in self.INTS}
+        self.boxes = np.array([[r["x1"], r["y1"], r["x2"], r["y2"]] for r in rows], np.float32).reshape(-1, 4)
+        self.names: dict[str, list[str]] = {}
+        self.codes: dict[str, np.ndarray] = {}
+        for k in self.STRS:
+            index: dict[str, int] = {}
+            codes = (index.setdefault(r[k], len(index)) for r in rows)
+            self.codes[k] = np.fromiter(codes, np.int32, len(rows))
+            self.names[k] = list(index)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, i: int) -> dict:
+        row = {k: int(v[i]) for k, v in self.ints.items()}
+        row.update({k: self.names[k][self.codes[k][i]] for k in self.STRS})
+        row.update(zip(("x1", "y1", "x2", "y2"), self.boxes[i].tolist()))
+        return row
+
+    def column(self, key: str) -> list:
+        """One column as a list (``label`` -> ints, ``video_id`` -> strings)."""
+        if key in self.ints:
+            return self.ints[key].tolist()
+        return [self.names[key][c] for c in self.codes[key]]
+
+
+class FrameDataset(_CacheDataset):
+    """One sample per stored frame: ``image`` 3×S×S uint8 (and a one-frame ``audio`` window if asked).
+
+    Args:
+        rows: index rows (:func:`utils.data.cache_io.load_index`), one item each.
+        cache_dir: the cache they come from.
+        spec: the model's input spec.
+        transform: frames in, frames out (HxWx3 uint8), ending at ``spec.image_size`` square.
+        margin: face-crop margin.
+        train: random placement of ``native`` crops.
+    """
+
+    def __init__(self, rows: Sequence[dict], cache_dir: str | Path, spec: InputSpec, transform: Transform, *,
+                 margin: float = 0.3, train: bool = False):
+        super().__init__(cache_dir, spec, transform, margin, train)
+        self.rows = Rows(rows)
+        self.labels: list[int] = self.rows.column("label")
+        self.video_ids: list[str] = self.rows.column("video_id")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.rows[i]
+        video = self.store.get(row["crop_file"])
+        (image,) = self._crops(video, [row["slot"]], self.rows.boxes[i], self._rng())
+        sample = {"image": self._to_tensor(image), "label": torch.tensor(row["label"], dtype=torch.long),
+                  "video_id": row["video_id"], "method": row["method"], "frame_index": row["frame_index"]}
+        if self.spec.audio:
+            self._audio(sample, video, row["slot"], 1)
+        return sample
+
+
+class ClipDataset(_CacheDataset):
+    """One sample per stored run: ``clip`` T×3×S×S of T consecutive frames of the video's face track.
+
+    Training takes a random T-frame stretch of the run, evaluation the middle one. The crop window is
+    fixed over the clip (cut around the mean box of its frames), so the clip shows the face's own
+    motion, not detector jitter. With ``spec.audio`` the log-mel window of the same stretch is added.
+    Rows that are not part of a run (``run`` -1) are ignored.
+    """
+
+    def __init__(self, rows: Sequence[dict], cache_dir: str | Path, spec: InputSpec, transform: Transform, *,
+                 margin: float = 0.3, train: bool = False):
+        super().__init__(cache_dir, spec, transform, margin, train)
+        in_runs = [r for r in rows if r["run"] >= 0]
+        self.rows = Rows(sorted(in_runs, key=lambda r: (r["video_id"], r["run"], r["frame_index"])))
+        self.items = self._runs(spec.clip_len)  # (first row, length) of each usable run
+        first = self.items[:, 0]
+        self.labels: list[int] = self.rows.ints["label"][first].tolist()
+        names = self.rows.names["video_id"]
+        self.video_ids: list[str] = [names[c] for c in self.rows.codes["video_id"][first]]
+
+    def _runs(self, clip_len: int) -> np.ndarray:
+        """(first row, length) of every run of at least ``clip_len`` consecutive frames."""
+        vid, run, frame = self.rows.codes["video_id"], self.rows.ints["run"], self.rows.ints["frame_index"]
+        new = np.r_[True, (vid[1:] != vid[:-1]) | (run[1:] != run[:-1])] if len(vid) else np.zeros(0, bool)
+        starts = np.flatnonzero(new)
+        lengths = np.diff(np.r_[starts, len(vid)])
+        gaps = np.r_[False, np.diff(frame) != 1] & ~new  # a frame missing inside a run
+        ok = (lengths >= clip_len) & ~np.logical_or.reduceat(gaps, starts) if len(starts) else lengths > 0
+        if len(starts) and not ok.any():
+            raise ValueError(f"no stored run has {clip_len} consecutive frames (longest: {lengths.max()}): "
+                             f"rebuild the cache with clip_frames >= {clip_len} "
+                             "(extract_faces.py --clip-frames, or data.clip_frames)")
+        return np.stack([starts[ok], lengths[ok]], axis=1).astype(np.int64).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        (first, length), t, rng = self.items[i], self.spec.clip_len, self._rng()
+        start = first + (int(rng.integers(0, length - t + 1)) if self.train else (length - t) // 2)
+        rows = [self.rows[k] for k in range(start, start + t)]
+        video = self.store.get(rows[0]["crop_file"])
+        slots = [r["slot"] for r in rows]
+        frames = self._crops(video, slots, self.rows.boxes[start:start + t].mean(axis=0), rng)
+        key = "clip" if t > 1 else "image"
+        pixels = torch.stack([self._to_tensor(f) for f in frames]) if t > 1 else self._to_tensor(frames[0])
+        sample = {key: pixels, "label": torch.tensor(rows[0]["label"], dtype=torch.long),
+                  "video_id": rows[0]["video_id"], "method": rows[0]["method"],
+                  "frame_index": rows[0]["frame_index"]}
+        if self.spec.audio:
+            self._audio(sample, video, slots[0], t)
+        return sample
+
+
+def _in_split(split: str, data_cfg: DataConfig) -> Callable[[dict], bool]:
+    """Row filter of a split; DFDC chunk lists in the config, when set, override the stored split."""
+    lists = {"train": data_cfg.train_chunks, "val": data_cfg.val_chunks, "test": data_cfg.test_chunks}
+    chunks = set(lists.get(split) or ())
+    if data_cfg.dataset == "dfdc" and chunks:
+        return lambda r: r["chunk"] in chunks
+    return lambda r: r["split"] == split
+
+
+def _limit_videos(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """Rows of at most ``n`` videos: a seeded draw that keeps each label's share (at least one each)."""
+    by_label: dict[int, set[str]] = defaultdict(set)
+    for r in rows:
+        by_label[r["label"]].add(r["video_id"])
+    total = sum(len(v) for v in by_label.values())
+    if n <= 0 or total <= n:
+        return rows
+    rng, keep = random.Random(seed), set()
+    for label in sorted(by_label):
+        ids = sorted(by_label[label])
+        keep.update(rng.sample(ids, min(len(ids), max(1, round(n * len(ids) / total)))))
+    return [r for r in rows if r["video_id"] in keep]
+
+
+def _limit_frames(rows: list[dict], n: int) -> list[dict]:
+    """At most ``n`` frames per video, spread evenly over the stored ones."""
+    per_video: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        per_video[r["video_id"]].append(r)
+    out = []
+    for vid_rows in per_video.values():
+        vid_rows.sort(key=lambda r: r["frame_index"])
+        pick = np.unique(np.linspace(0, len(vid_rows) - 1, min(n, len(vid_rows))).round().astype(int))
+        out += [vid_rows[k] for k in pick]
+    return out
+
+
+def build_dataset(cache_dir: str | Path, split: str, spec: InputSpec, data_cfg: DataConfig, train: bool,
+                  transform: Transform | None = None) -> Dataset:
+    """The dataset a model needs for one split of a cache.
+
+    ``spec.clip_len > 1`` gives a :class:`ClipDataset` over the stored runs, otherwise a
+    :class:`FrameDataset` over the evenly spread frames (at most ``data_cfg.frames_per_video_train``
+    per video when training). The transform is ``build_transforms(spec, train and data_cfg.augment,
+    data_cfg.clahe)`` unless one is given.
+
+    Raises:
+        ValueError: the split has no rows in the cache.
+    """
+    in_split, clips = _in_split(split, data_cfg), spec.clip_len > 1
+    rows = load_index(cache_dir, where=lambda r: in_split(r) and (r["run"] >= 0) == clips)
+    rows = _limit_videos(rows, data_cfg.max_videos_per_split)
+    if not rows:
+        what = "clips" if clips else "frames"
+        raise ValueError(f"the cache {cache_dir} has no '{split}' {what}: check the split settings "
+                         "(data.train_chunks / val_chunks / test_chunks for DFDC) and, for clips, the "
+                         "cache's clips_per_video, or rebuild the cache")
+    if transform is None:
+        from utils.data.transforms import build_transforms
+        transform = build_transforms(spec, train=train and data_cfg.augment, clahe=data_cfg.clahe)
+    if clips:
+        return ClipDataset(rows, cache_dir, spec, transform, margin=data_cfg.margin, train=train)
+    if train and data_cfg.frames_per_video_train > 0:
+        rows = _limit_frames(rows, data_cfg.frames_per_video_train)
+    return FrameDataset(rows, cache_dir, spec, transform, margin=data_cfg.margin, train=train)
