@@ -68,7 +68,7 @@ def trainer_loop(model, data, steps: int, batch: int) -> float:
                                  "logging.tensorboard=true"])
         trainer = Trainer(model, cfg, run_dir, data, data, export_meta={"model": "bench", "model_kwargs": {}})
         trainer.acc.init_trackers("tensorboard")
-        loader, sampler = trainer._phase_loader(0)
+        trainer._phase_loader(0)
         step_times = []
         orig = trainer.train_step
 

@@ -23,7 +23,7 @@ FPS, SR, N = 25, 16000, 80
 TONES = (12, 50)  # frames during which a 1 kHz tone sounds; runs of 8 start at 9, 27, 45, 63
 
 
-def identity(frames):
+def identity(frames, seed=None):
     return [np.array(f) for f in frames]
 
 
@@ -128,7 +128,8 @@ def test_audio_windows_line_up_with_their_clip(coded_cache):
     spec4 = InputSpec(crop="native", image_size=128, clip_len=4, audio=True)
     short = ClipDataset(rows(coded_cache, video_id="a"), coded_cache, spec4, identity, train=True)
     starts = set()
-    for _ in range(16):
+    for epoch in range(16):
+        short.set_epoch(epoch)   # the random stretch is re-drawn each epoch
         s = short[0]  # run 0: frames 9..16
         starts.add(s["frame_index"])
         assert _check_tone(s["audio"], s["frame_index"]) == (s["frame_index"] <= 12 < s["frame_index"] + 4)
@@ -158,7 +159,8 @@ def test_native_crops_are_grid_aligned_source_pixels(carphone_cache):
         ds = FrameDataset(frame_rows, carphone_cache, spec, transform, train=train)
         seen = set()
         for i in range(len(ds)):
-            for _ in range(4 if train else 1):
+            for epoch in range(4 if train else 1):
+                ds.set_epoch(epoch)   # random placement is re-drawn each epoch
                 crop = ds[i]["image"].permute(1, 2, 0).numpy()
                 hits = _offsets(source.images[i], crop)
                 assert len(hits) == 1, hits  # the crop is the source's pixels, found at one place
@@ -210,3 +212,19 @@ def test_build_dataset_follows_the_spec_and_the_batch_contract(coded_cache):
     image = frames[0]
     assert image["image"].shape == (3, 64, 64) and image["image"].dtype == torch.uint8
     assert "audio" not in image
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index(carphone_cache):
+    """What makes a mid-epoch resume exact: item i of epoch e is the same in any process, any order."""
+    from utils.data.transforms import build_transforms
+    spec = InputSpec(crop="face", image_size=64)
+    transform = build_transforms(spec, train=True)
+    frames = [r for r in rows(carphone_cache) if r["run"] == -1]
+    a = FrameDataset(frames, carphone_cache, spec, transform, margin=0.3, train=True)
+    b = FrameDataset(frames, carphone_cache, spec, transform, margin=0.3, train=True)
+    a.set_epoch(3, seed=7)
+    b.set_epoch(3, seed=7)
+    _ = [b[i] for i in range(len(b) - 1, 0, -1)]         # b's history differs from a's
+    assert all(torch.equal(a[i]["image"], b[i]["image"]) for i in range(min(4, len(a))))
+    b.set_epoch(4, seed=7)
+    assert any(not torch.equal(a[i]["image"], b[i]["image"]) for i in range(min(4, len(a))))

@@ -104,7 +104,7 @@ class Trainer:
         # the plateau scheduler is not prepared: a prepared scheduler steps once per process.
         self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
         self.val_loader = self.acc.prepare(self._loader(val_data, train=False))
-        self._phase_cache: tuple[int, DataLoader, EpochSampler] | None = None
+        self._phase_cache: tuple[int, DataLoader, torch.utils.data.Sampler, Dataset] | None = None
 
     # ------------------------------------------------------------------ construction helpers
     def _build_optimizer(self, model) -> torch.optim.Optimizer:
@@ -136,7 +136,7 @@ class Trainer:
                           pin_memory=self.acc.device.type == "cuda", persistent_workers=False,
                           drop_last=train and len(sampler) >= 2 * bs * world)
 
-    def _phase_loader(self, phase: int) -> tuple[DataLoader, torch.utils.data.Sampler]:
+    def _phase_loader(self, phase: int) -> tuple[DataLoader, torch.utils.data.Sampler, Dataset]:
         """The prepared train loader of ``phase``, built once per phase (chunks are built lazily)."""
         if self._phase_cache is None or self._phase_cache[0] != phase:
             name, build = self.phases[phase]
@@ -146,9 +146,9 @@ class Trainer:
                 label_smoothing=self.cfg.optim.label_smoothing, focal_gamma=self.cfg.optim.focal_gamma,
                 focal_alpha=self.cfg.optim.focal_alpha)
             loader = self._loader(dataset, train=True)
-            self._phase_cache = (phase, self.acc.prepare(loader), loader.sampler)
+            self._phase_cache = (phase, self.acc.prepare(loader), loader.sampler, dataset)
             logger.info("phase %d/%d (%s): %d training samples", phase + 1, len(self.phases), name, len(dataset))
-        return self._phase_cache[1], self._phase_cache[2]
+        return self._phase_cache[1], self._phase_cache[2], self._phase_cache[3]
 
     # ------------------------------------------------------------------ state
     @property
@@ -238,8 +238,10 @@ class Trainer:
 
     def train_one_epoch(self) -> None:
         st, t = self.state, self.cfg.trainer
-        loader, sampler = self._phase_loader(st.epoch // self.epochs_per_phase)
+        loader, sampler, dataset = self._phase_loader(st.epoch // self.epochs_per_phase)
         sampler.set_epoch(st.epoch)
+        if hasattr(dataset, "set_epoch"):   # per-sample augmentation seeds: (seed, epoch, index)
+            dataset.set_epoch(st.epoch, seed=t.seed)
         n_batches = len(loader) if not t.max_steps_per_epoch else min(len(loader), t.max_steps_per_epoch * t.grad_accum)
         batches = self.acc.skip_first_batches(loader, st.step_in_epoch) if st.step_in_epoch else loader
         self.model.train()

@@ -14,7 +14,6 @@ gigabytes of dicts that every forked worker would slowly copy.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections import OrderedDict, defaultdict
 from pathlib import Path
@@ -32,7 +31,7 @@ from utils.detector import InputSpec
 
 logger = logging.getLogger(__name__)
 
-Transform = Callable[[list[np.ndarray]], list[np.ndarray]]
+Transform = Callable[..., list[np.ndarray]]  # transform(frames, seed=None) -> frames
 
 
 class _Video:
@@ -88,10 +87,17 @@ class _CacheDataset(Dataset):
         self.cache_dir, self.spec, self.transform = Path(cache_dir), spec, transform
         self.margin, self.train = margin, train
         self._store: _Store | None = None
-        self._gen: tuple[int, np.random.Generator] | None = None
+        self.seed, self.epoch = 0, 0
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_store": None, "_gen": None}  # each worker opens its own files
+        return {**self.__dict__, "_store": None}  # each worker opens its own files
+
+    def set_epoch(self, epoch: int, seed: int | None = None) -> None:
+        """Random crops and augmentations are a function of (seed, epoch, index): a run resumed in
+        the middle of an epoch draws exactly what the uninterrupted run drew, whatever the workers."""
+        self.epoch = epoch
+        if seed is not None:
+            self.seed = seed
 
     @property
     def store(self) -> _Store:
@@ -99,12 +105,9 @@ class _CacheDataset(Dataset):
             self._store = _Store(self.cache_dir)
         return self._store
 
-    def _rng(self) -> np.random.Generator:
-        """One generator per process, seeded from torch (per DataLoader worker: base seed + worker
-        id, new each epoch unless workers persist), so a seeded run repeats its crops."""
-        if self._gen is None or self._gen[0] != os.getpid():
-            self._gen = (os.getpid(), np.random.default_rng(torch.initial_seed()))
-        return self._gen[1]
+    def _rng(self, index: int) -> np.random.Generator:
+        """The generator of item ``index`` in the current epoch (see :meth:`set_epoch`)."""
+        return np.random.default_rng([self.seed, self.epoch, index])
 
     def _window(self, video: _Video, slots: list[int], box: np.ndarray, rng: np.random.Generator):
         bounds = [video.bounds(s) for s in slots]
@@ -117,7 +120,7 @@ class _CacheDataset(Dataset):
         """One window for all frames (a clip keeps a fixed camera), cut from each frame's region."""
         window = self._window(video, slots, box, rng)
         crops = [cut_window(video.region(s), video.origins[s], window) for s in slots]
-        return self.transform(crops)
+        return self.transform(crops, seed=int(rng.integers(2**63)))
 
     def _audio(self, sample: dict, video: _Video, slot: int, n_frames: int) -> None:
         spec = self.spec
@@ -195,7 +198,7 @@ class FrameDataset(_CacheDataset):
     def __getitem__(self, i: int) -> dict:
         row = self.rows[i]
         video = self.store.get(row["crop_file"])
-        (image,) = self._crops(video, [row["slot"]], self.rows.boxes[i], self._rng())
+        (image,) = self._crops(video, [row["slot"]], self.rows.boxes[i], self._rng(i))
         sample = {"image": self._to_tensor(image), "label": torch.tensor(row["label"], dtype=torch.long),
                   "video_id": row["video_id"], "method": row["method"], "frame_index": row["frame_index"]}
         if self.spec.audio:
@@ -241,7 +244,7 @@ class ClipDataset(_CacheDataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict:
-        (first, length), t, rng = self.items[i], self.spec.clip_len, self._rng()
+        (first, length), t, rng = self.items[i], self.spec.clip_len, self._rng(i)
         start = first + (int(rng.integers(0, length - t + 1)) if self.train else (length - t) // 2)
         rows = [self.rows[k] for k in range(start, start + t)]
         video = self.store.get(rows[0]["crop_file"])

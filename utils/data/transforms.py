@@ -126,9 +126,10 @@ class ClipTransform:
                                  f"{self.size}x{self.size}, got {f.shape[1]}x{f.shape[0]} (cut them to size "
                                  "in the dataset)")
 
-    def __call__(self, frames: Sequence[np.ndarray]) -> Frames:
+    def __call__(self, frames: Sequence[np.ndarray], seed: int | None = None) -> Frames:
+        """Transform the frames of one clip; ``seed`` (else a per-process draw) fixes every random choice."""
         self._check(frames)
-        seed = self._clip_seed()
+        seed = self._clip_seed() if seed is None else seed
         if len({f.shape for f in frames}) > 1:  # crops of a clip with different box sizes
             frames = [self.square(image=f)["image"] for f in frames]
         out = []
