@@ -65,7 +65,9 @@ def predict_split(model, cache: Path, split: str, cfg, acc, records: list,
     """Frame predictions of ``model`` on one split of a cache, with the frameless videos listed."""
     from utils.data.datasets import build_dataset
 
-    ds = build_dataset(cache, split, model.input_spec, cfg.data, train=False)
+    from utils.checkpoint import unwrap
+
+    ds = build_dataset(cache, split, unwrap(model).input_spec, cfg.data, train=False)
     bs = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
     loader = acc.prepare(DataLoader(ds, batch_size=bs, shuffle=False, num_workers=cfg.data.num_workers,
                                     pin_memory=acc.device.type == "cuda"))

@@ -117,4 +117,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     best_i = max(range(len(aucs)), key=lambda i: aucs[i])
     assert resumed["best_metric"] == pytest.approx(aucs[best_i])
     assert resumed["bad_validations"] == len(aucs) - 1 - best_i
-    assert _max_diff(_weights(out / "final.json"), _weights(ref / "final.json")) < 1e-6
+    assert _max_diff(_weights(out / "final.json"), _weights(ref / "final.json")) < 1e-6   # restored best
+    # and the last step's weights, before the best ones were restored: the resumed epochs replayed
+    from safetensors.torch import load_file
+    last = [sorted((d / "checkpoints").glob("step_*"))[-1] / "model.safetensors" for d in (ref, out)]
+    a, b = (load_file(str(p)) for p in last)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6

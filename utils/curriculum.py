@@ -8,6 +8,7 @@ nearest lower defined stage.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -80,6 +81,15 @@ def init_weights(cfg: Config, model: str, stage: int, output_dir: str | Path, in
                          f"Run stage {prev} first:\n  accelerate launch launch/train.py --model {model} "
                          f"--stage {prev}{cfg_arg}\nor give weights with --init PATH.")
     return path
+
+
+def stage_status(output_dir: str | Path, model: str, stage: int) -> dict | None:
+    """The summary of a finished (trained and evaluated) stage, or None. Cheap: reads two JSON files."""
+    rd = run_dir(output_dir, model, stage)
+    state, summary = rd / "trainer_state.json", rd / "summary.json"
+    if state.is_file() and summary.is_file() and json.loads(state.read_text()).get("finished"):
+        return json.loads(summary.read_text())
+    return None   # not trained, or trained but not yet evaluated: run_stage finishes the job
 
 
 def sample_dir() -> Path:

@@ -7,7 +7,6 @@ from the data comes from its :class:`~utils.detector.InputSpec`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -22,15 +21,6 @@ from utils.registry import create_model
 from utils.trainer import Trainer, make_accelerator
 
 logger = logging.getLogger(__name__)
-
-
-def stage_status(output_dir: str | Path, model: str, stage: int) -> dict | None:
-    """The summary of a finished stage, or None when it has not finished."""
-    rd = run_dir(output_dir, model, stage)
-    state, summary = rd / "trainer_state.json", rd / "summary.json"
-    if not (state.is_file() and summary.is_file() and json.loads(state.read_text()).get("finished")):
-        return None   # not trained, or trained but not yet evaluated: run_stage finishes the job
-    return json.loads(summary.read_text())
 
 
 def ensure_sample_data(acc: Accelerator) -> None:

@@ -104,7 +104,7 @@ class Trainer:
         # the plateau scheduler is not prepared: a prepared scheduler steps once per process.
         self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
         self.val_loader = self.acc.prepare(self._loader(val_data, train=False))
-        self._phase_cache: tuple[int, DataLoader, torch.utils.data.Sampler, Dataset] | None = None
+        self._phase_cache: tuple[int, DataLoader, Dataset] | None = None
 
     # ------------------------------------------------------------------ construction helpers
     def _build_optimizer(self, model) -> torch.optim.Optimizer:
@@ -136,7 +136,7 @@ class Trainer:
                           pin_memory=self.acc.device.type == "cuda", persistent_workers=False,
                           drop_last=train and len(sampler) >= 2 * bs * world)
 
-    def _phase_loader(self, phase: int) -> tuple[DataLoader, torch.utils.data.Sampler, Dataset]:
+    def _phase_loader(self, phase: int) -> tuple[DataLoader, Dataset]:
         """The prepared train loader of ``phase``, built once per phase (chunks are built lazily)."""
         if self._phase_cache is None or self._phase_cache[0] != phase:
             name, build = self.phases[phase]
@@ -146,9 +146,9 @@ class Trainer:
                 label_smoothing=self.cfg.optim.label_smoothing, focal_gamma=self.cfg.optim.focal_gamma,
                 focal_alpha=self.cfg.optim.focal_alpha)
             loader = self._loader(dataset, train=True)
-            self._phase_cache = (phase, self.acc.prepare(loader), loader.sampler, dataset)
+            self._phase_cache = (phase, self.acc.prepare(loader), dataset)
             logger.info("phase %d/%d (%s): %d training samples", phase + 1, len(self.phases), name, len(dataset))
-        return self._phase_cache[1], self._phase_cache[2], self._phase_cache[3]
+        return self._phase_cache[1], self._phase_cache[2]
 
     # ------------------------------------------------------------------ state
     @property
@@ -238,12 +238,14 @@ class Trainer:
 
     def train_one_epoch(self) -> None:
         st, t = self.state, self.cfg.trainer
-        loader, sampler, dataset = self._phase_loader(st.epoch // self.epochs_per_phase)
-        sampler.set_epoch(st.epoch)
+        loader, dataset = self._phase_loader(st.epoch // self.epochs_per_phase)
         if hasattr(dataset, "set_epoch"):   # per-sample augmentation seeds: (seed, epoch, index)
             dataset.set_epoch(st.epoch, seed=t.seed)
         n_batches = len(loader) if not t.max_steps_per_epoch else min(len(loader), t.max_steps_per_epoch * t.grad_accum)
         batches = self.acc.skip_first_batches(loader, st.step_in_epoch) if st.step_in_epoch else loader
+        # accelerate re-seeds the sampler with its loader's own iteration count on every __iter__;
+        # a loader built for a resume starts that count at 0, so set it to the stage's epoch.
+        batches.set_epoch(st.epoch)
         self.model.train()
         bar = tqdm(total=n_batches, initial=st.step_in_epoch, desc=f"epoch {st.epoch + 1}/{self.total_epochs}",
                    disable=not (self.acc.is_main_process and self.cfg.logging.progress_bar), leave=False)
