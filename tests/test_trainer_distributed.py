@@ -69,6 +69,11 @@ def test_tensorboard_events_hold_train_and_val_scalars(one_proc):
         tags |= set(acc.Tags()["scalars"])
     assert {"train/loss", "train/cls", "train/lr", "train/grad_norm", "train/samples_per_s", "val/auc",
             "val/balanced_acc"} <= tags
+    images = set().union(*(EventAccumulator(str(d), size_guidance={"images": 0}).Reload().Tags()["images"]
+                           for d in event_dirs))
+    assert "train/batch" in images
+    tensors = set().union(*(EventAccumulator(str(d)).Reload().Tags()["tensors"] for d in event_dirs))
+    assert "val/pr_curve" in tensors
     lines = [json.loads(ln) for ln in (one_proc / "metrics.jsonl").read_text().splitlines()]
     assert any("val/auc" in ln for ln in lines) and any("train/loss" in ln for ln in lines)
 

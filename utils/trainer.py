@@ -253,6 +253,8 @@ class Trainer:
         for batch in batches:
             if st.step_in_epoch >= n_batches:
                 break
+            if st.global_step == 0 and st.step_in_epoch == 0:
+                self._log_image_grid(batch)
             losses, grad_norm = self.train_step(batch)
             st.step_in_epoch += 1
             seen += len(batch["label"]) * self.acc.num_processes
@@ -295,6 +297,18 @@ class Trainer:
         if grad_norm is not None:
             values["train/grad_norm"] = grad_norm
         self._log(values, self.state.global_step)
+
+    def _log_image_grid(self, batch: dict, n: int = 16) -> None:
+        """The stage's first training batch as the model sees it (after augmentation), to TensorBoard."""
+        if not (self.cfg.logging.tensorboard and self.cfg.logging.image_grid and self.acc.is_main_process):
+            return
+        from torchvision.utils import make_grid
+        images = batch.get("image", batch.get("clip"))
+        if images is None:
+            return
+        images = images[:n, 0] if images.ndim == 5 else images[:n]   # clips: their first frame
+        grid = make_grid(images.detach().cpu(), nrow=8)
+        self.acc.get_tracker("tensorboard", unwrap=True).add_image("train/batch", grid, global_step=0)
 
     @torch.no_grad()
     def predict(self, loader) -> tuple[np.ndarray, np.ndarray]:
