@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -15,12 +16,23 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def balanced_class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
-    """sklearn's "balanced" weights: n / (k * count_c). A class absent from ``labels`` is an error."""
-    counts = torch.bincount(torch.as_tensor(list(labels), dtype=torch.long), minlength=num_classes).float()
-    if (counts == 0).any():
-        missing = [c for c in range(num_classes) if counts[c] == 0]
-        raise ValueError(f"class(es) {missing} have no training samples: class weights are undefined")
-    return counts.sum() / (num_classes * counts)
+    """``n / (k * count_c)`` per class, as sklearn's ``compute_class_weight("balanced")``.
+
+    Raises:
+        ValueError: a label outside [0, k), or a class with no sample (its weight would be infinite):
+            the training index is missing a class, e.g. a DFDC chunk list or ``max_videos_per_split``
+            that left no reals.
+    """
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        bad = sorted(set(y.tolist()) - set(range(num_classes)))
+        raise ValueError(f"labels must lie in [0, {num_classes}), got values {bad}")
+    counts = np.bincount(y, minlength=num_classes)
+    empty = [c for c in range(num_classes) if counts[c] == 0]
+    if empty:
+        raise ValueError(f"class(es) {empty} have no training samples (counts per class: {counts.tolist()}); "
+                         "balanced class weights need every class present in the training index")
+    return torch.tensor(counts.sum() / (num_classes * counts), dtype=torch.float32)
 
 
 class CrossEntropy:

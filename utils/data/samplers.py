@@ -17,29 +17,6 @@ from torch.utils.data import Sampler
 MODES = ("undersample", "oversample")
 
 
-def _counts(labels: Sequence[int], num_classes: int) -> np.ndarray:
-    y = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
-        bad = sorted(set(y.tolist()) - set(range(num_classes)))
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values {bad}")
-    return np.bincount(y, minlength=num_classes)
-
-
-def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
-    """``n / (k * count_c)`` per class, as sklearn's ``compute_class_weight("balanced")``.
-
-    Raises:
-        ValueError: a class has no sample (its weight would be infinite): the training index is
-            missing a class, e.g. a DFDC chunk list or ``max_videos_per_split`` that left no reals.
-    """
-    counts = _counts(labels, num_classes)
-    empty = [c for c in range(num_classes) if counts[c] == 0]
-    if empty:
-        raise ValueError(f"class(es) {empty} have no training samples (counts per class: {counts.tolist()}); "
-                         "balanced class weights need every class present in the training index")
-    return torch.tensor(counts.sum() / (num_classes * counts), dtype=torch.float32)
-
-
 class BalancedSampler(Sampler[int]):
     """Each epoch a seeded, class-balanced draw of indices, shuffled, then sharded by rank.
 
