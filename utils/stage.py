@@ -46,12 +46,14 @@ def prepare_cache(cfg: Config, acc: Accelerator) -> tuple[Path, list]:
             raise FileNotFoundError(
                 f"the face-crop cache {cache} does not cover {cfg.data.dataset} at {root}. Build it with:\n"
                 f"  python launch/extract_faces.py --dataset {cfg.data.dataset} --root {root} --cache {cache}"
-                f" --frames {cfg.data.frames_per_video}\nor set data.build_cache=true")
+                f" --frames {cfg.data.frames_per_video} --clips {cfg.data.clips_per_video}"
+                f" --clip-frames {cfg.data.clip_frames}{'' if cfg.data.cache_compress else ' --no-compress'}\n"
+                "or set data.build_cache=true")
         logger.info("building the face-crop cache %s (%d videos)", cache, len(records))
         build_cache(records, cache, frames_per_video=cfg.data.frames_per_video,
                     clips_per_video=cfg.data.clips_per_video, clip_frames=cfg.data.clip_frames,
                     margin=cfg.data.margin, workers=max(1, cfg.data.num_workers // acc.num_processes),
-                    reuse_original_boxes=cfg.data.dataset == "dfdc",
+                    reuse_original_boxes=cfg.data.dataset == "dfdc", compress=cfg.data.cache_compress,
                     rank=acc.process_index, world_size=acc.num_processes)
         acc.wait_for_everyone()
     return cache, records
