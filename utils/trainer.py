@@ -310,27 +310,13 @@ class Trainer:
         grid = make_grid(images.detach().cpu(), nrow=8)
         self.acc.get_tracker("tensorboard", unwrap=True).add_image("train/batch", grid, global_step=0)
 
-    @torch.no_grad()
-    def predict(self, loader) -> tuple[np.ndarray, np.ndarray]:
-        """Softmax probabilities and labels over ``loader``, gathered from every rank without duplicates."""
-        self.model.eval()
-        probs, labels = [], []
-        limit = self.cfg.trainer.val_max_batches
-        for i, batch in enumerate(loader):
-            if limit and i >= limit:
-                break
-            with self.acc.autocast():
-                logits = self.model(batch)["logits"]
-            p, y = self.acc.gather_for_metrics((logits.float().softmax(-1), batch["label"]))
-            probs.append(p.cpu())
-            labels.append(y.cpu())
-        return torch.cat(probs).numpy(), torch.cat(labels).numpy()
-
     def evaluate(self) -> dict:
         """Validation metrics, identical on every rank (computed on gathered data, broadcast from rank 0)."""
+        from evaluation.inference import predict_loader
         from evaluation.metrics import compute_metrics
 
-        probs, labels = self.predict(self.val_loader)
+        preds = predict_loader(self.model, self.val_loader, self.acc, max_batches=self.cfg.trainer.val_max_batches)
+        probs, labels = preds.probs, preds.labels
         metrics = {f"val/{k}": v for k, v in compute_metrics(probs, labels).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         metrics["val/loss"] = float(torch.nn.functional.nll_loss(
