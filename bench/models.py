@@ -85,8 +85,6 @@ def cuda_train(name: str, batch_size: int, steps: int, warmup: int, bf16: bool, 
         elapsed = time.perf_counter() - start
     except torch.cuda.OutOfMemoryError:
         return {"samples_per_s": None, "peak_gib": None, "note": "OOM"}
-    finally:
-        del optimizer
     return {"samples_per_s": batch_size * steps / elapsed,
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
 

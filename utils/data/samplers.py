@@ -11,7 +11,6 @@ import math
 from typing import Iterator, Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Sampler
 
 MODES = ("undersample", "oversample")
