@@ -56,7 +56,7 @@ def load(args: argparse.Namespace):
 
     full = load_config(args.config, args.set)
     cfg = full.data
-    flags = {"dataset": args.dataset, "root": args.root or cfg.root, "frames_per_video": args.frames,
+    flags = {"dataset": args.dataset, "root": args.root, "frames_per_video": args.frames,
              "clips_per_video": args.clips, "clip_frames": args.clip_frames, "margin": args.margin,
              "compression": args.compression, "methods": args.methods}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
@@ -80,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from utils.data.adapters import ROOT_ENV
+    from utils.curriculum import data_root
 
     cfg = full.data
-    root = cfg.root or os.environ.get(ROOT_ENV[cfg.dataset], "")
-    if not root or not Path(root).is_dir():
+    # --root, else where training looks: $FFPP_ROOT/$CELEBDF_ROOT/$DFDC_ROOT, the recipe, the sample data
+    root = args.root or str(data_root(full)[0])
+    if not Path(root).is_dir():
         print(f"error: {cfg.dataset} root {root or '(none given)'} is not a folder: pass --root DIR "
               f"(the folder holding the dataset as downloaded)", file=sys.stderr)
         return 2
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.data.leakage import LeakageError
 
     try:
-        records = build_index(cfg, root)
+        records = build_index(cfg, root, seed=full.trainer.seed)   # the seed training indexes with
     except (DatasetLayoutError, LeakageError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from utils.config import DataConfig
+from utils.curriculum import ROOT_ENV
 from utils.data.adapters import celebdf, dfdc, ffpp
 from utils.data.adapters.common import DatasetLayoutError, absolute, layout_error
 from utils.data.leakage import check_no_leakage
@@ -32,13 +33,13 @@ ADAPTERS: dict[str, Adapter] = {
 LAYOUTS: dict[str, str] = {"ffpp": ffpp.LAYOUT, "celebdf": celebdf.LAYOUT, "dfdc": dfdc.LAYOUT}
 # splits an official protocol fixes: overlap with them is reported, not raised (see celebdf.py)
 FIXED_SPLITS: dict[str, tuple[str, ...]] = {"celebdf": ("test",)}
-ROOT_ENV = {"ffpp": "FFPP_ROOT", "celebdf": "CELEBDF_ROOT", "dfdc": "DFDC_ROOT"}
 _NO_LAYOUT = "(see the adapter's documentation)"
 
 
 def _resolve_root(data_cfg: DataConfig, root: str | os.PathLike | None) -> Path:
     name = data_cfg.dataset
-    chosen = os.fspath(root) if root else (data_cfg.root or os.environ.get(ROOT_ENV.get(name, ""), ""))
+    # same order as training (utils.curriculum.data_root): an explicit root, the environment, the recipe
+    chosen = os.fspath(root) if root else (os.environ.get(ROOT_ENV.get(name, ""), "") or data_cfg.root)
     if not chosen:
         raise layout_error(f"no {name} root: pass root, set data.root or ${ROOT_ENV.get(name, 'ROOT')}",
                            LAYOUTS.get(name, _NO_LAYOUT))
@@ -97,8 +98,8 @@ def build_index(data_cfg: DataConfig, root: str | os.PathLike | None = None, see
 
     Args:
         data_cfg: data config; ``dataset`` picks the adapter, ``max_videos_per_split`` caps the list.
-        root: dataset root; empty: ``data_cfg.root``, then ``$FFPP_ROOT`` / ``$CELEBDF_ROOT`` /
-            ``$DFDC_ROOT``.
+        root: dataset root; empty: ``$FFPP_ROOT`` / ``$CELEBDF_ROOT`` / ``$DFDC_ROOT``, then
+            ``data_cfg.root``.
         seed: seeds the Celeb-DF validation draw and the per-split cap.
         **adapter_kwargs: passed to the adapter (``splits_dir`` for FF++, ``test_list`` for Celeb-DF).
 
