@@ -117,9 +117,9 @@ def bench_loader(cache: Path, seconds: float, batch_size: int, workers: int) -> 
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
-    from utils.config import DataConfig
+    from utils.core.config import DataConfig
     from utils.data.datasets import build_dataset
-    from utils.detector import InputSpec
+    from utils.core.model import InputSpec
 
     ds = build_dataset(cache, "train", InputSpec(crop="face", image_size=224), DataConfig(), train=True)
     sampler = RandomSampler(ds, replacement=True, num_samples=10**7)

@@ -18,7 +18,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from utils.registry import create_model, list_models
+from utils.core.registry import create_model, list_models
 
 
 def gflops_per_sample(model: torch.nn.Module) -> float:

@@ -1,8 +1,8 @@
 """Benchmark: end-to-end prediction speed (decode + detect + model, 32 frames per video) on CPU.
 
-Compares, in the same run and on the same videos, the toolkit's pipeline (:class:`evaluation.predict.
+Compares, in the same run and on the same videos, the toolkit's pipeline (:class:`utils.orchestration.predict.
 Predictor`: one decoding pass per video, batched MTCNN at <= 960 px, model batches) with the naive
-pipeline predecessors shipped: seek to each sampled frame with OpenCV, one full-resolution detector
+pipeline predecessors shipped: seek to each sampled frame with OpenCV, one full-resolution face detector
 call per frame, one model call per face.
 
     python bench/predict.py                       # 2 DFDC-like 1920x1080 clips of 300 frames
@@ -103,9 +103,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
-    from evaluation.predict import Predictor
-    from utils.checkpoint import export_weights
-    from utils.registry import create_model
+    from utils.orchestration.predict import Predictor
+    from utils.core.checkpoint import export_weights
+    from utils.core.registry import create_model
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

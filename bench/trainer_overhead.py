@@ -17,12 +17,12 @@ import timm
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from utils.config import load_config
-from utils.detector import Detector, InputSpec
-from utils.trainer import Trainer
+from utils.core.config import load_config
+from utils.core.model import DeepfakeModel, InputSpec
+from utils.engine.trainer import Trainer
 
 
-class Net(Detector):
+class Net(DeepfakeModel):
     def __init__(self, size: int):
         super().__init__(InputSpec(image_size=size))
         self.body = timm.create_model("resnet10t", pretrained=False, num_classes=0)

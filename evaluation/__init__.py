@@ -6,10 +6,10 @@ The usual path (also the trainer's at the end of a stage)::
     report = evaluate_predictions(preds, val_preds=val_preds)   # JSON-able dict
     write_report(report, out_dir)                               # report.json/.md + PNGs
 """
-from evaluation.evaluate import evaluate_predictions, summary_scalars
-from evaluation.inference import predict_loader
+from evaluation.scoring import evaluate_predictions, summary_scalars
+from utils.engine.inference import predict_loader
 from evaluation.metrics import choose_threshold, compute_metrics
-from evaluation.predictions import FramePredictions
+from utils.engine.predictions import FramePredictions
 from evaluation.report import make_figures, write_report
 
 __all__ = ["FramePredictions", "choose_threshold", "compute_metrics", "evaluate_predictions", "make_figures",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evaluation.predictions import FramePredictions
+from utils.engine.predictions import FramePredictions
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from scipy.optimize import minimize
 
 from evaluation.aggregate import aggregate
 from evaluation.metrics import as_probs, log_loss
-from evaluation.predictions import FramePredictions
+from utils.engine.predictions import FramePredictions
 
 logger = logging.getLogger(__name__)
 

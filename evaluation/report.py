@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.evaluate import LEVELS
+from evaluation.scoring import LEVELS
 
 FIGURES = ("roc", "pr", "confusion", "histogram")
 _STYLE = {"frame": ":", "video": "-"}

@@ -1,7 +1,7 @@
 """The two generative paths of GenConViT: a convolutional autoencoder (ED) and a small convolutional VAE.
 
 Both decoders end in a Sigmoid, so reconstructions lie in [0, 1]; their targets are the input image in
-[0, 1] (``Detector.to_unit``), never the normalised image a Sigmoid cannot reach. The VAE's latent is a
+[0, 1] (``DeepfakeModel.to_unit``), never the normalised image a Sigmoid cannot reach. The VAE's latent is a
 small feature map (``latent_channels`` × H/16 × W/16), not the 25088→12544 linears of the original
 release (REFERENCE.md §2, defect 4).
 """

@@ -30,11 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.detector import Detector, InputSpec
-from utils.registry import register_model
+from utils.core.model import DeepfakeModel, InputSpec
+from utils.core.registry import register_model
 
 from .autoencoders import ConvAutoencoder, ConvVAE, kl_divergence
-from utils.backbone import create_backbone, data_config
+from utils.core.backbone import create_backbone, data_config
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _head(in_features: int, hidden: int, num_classes: int, drop: float) -> nn.Se
                          nn.Linear(hidden, num_classes))
 
 
-class GenConViT(Detector):
+class GenConViT(DeepfakeModel):
     """GenConViT with the ED path, the VAE path, or both (``paths``); see the module docstring."""
 
     def __init__(self, cfg: GenConViTConfig, paths: tuple[str, ...] = PATHS, num_classes: int = 2,

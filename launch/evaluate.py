@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    from evaluation.pipeline import evaluate_checkpoints
-    from utils.checkpoint import CheckpointError
-    from utils.config import ConfigError
+    from utils.orchestration.evaluate import evaluate_checkpoints
+    from utils.core.checkpoint import CheckpointError
+    from utils.core.config import ConfigError
     from utils.data.adapters import DatasetLayoutError
 
     for ck in args.checkpoint:

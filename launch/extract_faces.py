@@ -42,8 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--reuse-original-boxes", action="store_true",
                     help="DFDC: fakes take their original's boxes")
     ap.add_argument("--retry-failed", action="store_true", help="redo videos listed in failures.csv")
-    ap.add_argument("--device", default="cpu", help="detector device: cpu, cuda (one GPU per rank), cuda:N")
-    ap.add_argument("--detect-size", type=int, default=640, help="longest frame side seen by the detector")
+    ap.add_argument("--device", default="cpu", help="face detector device: cpu, cuda (one GPU per rank), cuda:N")
+    ap.add_argument("--detect-size", type=int, default=640, help="longest frame side seen by the face detector")
     ap.add_argument("--decoder", default="auto", choices=("auto", "decord", "pyav"))
     ap.add_argument("--no-compress", action="store_true",
                     help="store regions without zlib: ~2x the disk, ~1.7x faster data loading")
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load(args: argparse.Namespace):
     """The config with its data section from: defaults < recipe < --set < explicit flags."""
-    from utils.config import load_config
+    from utils.core.config import load_config
 
     full = load_config(args.config, args.set)
     cfg = full.data
@@ -73,14 +73,14 @@ def _device(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from utils.config import ConfigError
+    from utils.core.config import ConfigError
 
     try:
         full = load(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from utils.curriculum import data_root
+    from utils.orchestration.curriculum import data_root
 
     cfg = full.data
     # --root, else where training looks: $FFPP_ROOT/$CELEBDF_ROOT/$DFDC_ROOT, the recipe, the sample data
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {cfg.dataset} root {root or '(none given)'} is not a folder: pass --root DIR "
               f"(the folder holding the dataset as downloaded)", file=sys.stderr)
         return 2
-    from utils.curriculum import cache_dir
+    from utils.orchestration.curriculum import cache_dir
     from utils.data.adapters import DatasetLayoutError, build_index
     from utils.data.cache import build_cache
     from utils.data.faces import MTCNNDetector
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         clip_frames=cfg.clip_frames, margin=cfg.margin, audio=not args.no_audio,
         require_audio=args.require_audio,
         reuse_original_boxes=args.reuse_original_boxes, workers=args.workers, retry_failed=args.retry_failed,
-        detector=MTCNNDetector(device=_device(args.device), max_size=args.detect_size), backend=args.decoder,
+        face_detector=MTCNNDetector(device=_device(args.device), max_size=args.detect_size), backend=args.decoder,
         compress=not args.no_compress)
     failed = summary["failed"] + summary["failed_before"]
     print(f"{cache}: done {summary['done']} / skipped {summary['skipped']} / failed {failed}"

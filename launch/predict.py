@@ -17,7 +17,7 @@ import sys
 import torch
 
 from evaluation.aggregate import AGGREGATIONS
-from evaluation.predict import Predictor
+from utils.orchestration.predict import Predictor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

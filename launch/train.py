@@ -38,15 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    from utils.config import ConfigError, load_config
-    from utils.curriculum import StageError, resolve_stage, stage_status
+    from utils.core.config import ConfigError, load_config
+    from utils.orchestration.curriculum import StageError, resolve_stage, stage_status
 
     done = stage_status(args.output_dir, args.model, args.stage) if args.resume == "auto" else None
     if done is not None:   # checked first: re-running a finished curriculum costs seconds, not minutes
         if int(os.environ.get("RANK", "0")) == 0:
             print(format_status(done, "done"))
         return 0
-    from utils.registry import list_models
+    from utils.core.registry import list_models
     if args.model not in list_models():
         return _fail(f"unknown model '{args.model}'; registered models: {', '.join(list_models())}")
 
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StageError) as e:
         return _fail(str(e))
 
-    from utils.checkpoint import CheckpointError
-    from utils.stage import run_stage
+    from utils.core.checkpoint import CheckpointError
+    from utils.orchestration.stage import run_stage
     from utils.data.adapters import DatasetLayoutError
     from utils.data.leakage import LeakageError
     try:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from utils.detector import InputSpec
-from utils.registry import register_model
+from utils.core.model import InputSpec
+from utils.core.registry import register_model
 
 from .net import BranchAttention, SpecialistNet, _create_specialist, conv_bn_act, luma
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.backbone import create_backbone, data_config
-from utils.detector import Detector, InputSpec
+from utils.core.backbone import create_backbone, data_config
+from utils.core.model import DeepfakeModel, InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class BranchAttention(nn.Module):
         return F.adaptive_avg_pool2d(y * torch.sigmoid(self.attention(y)), self.grid)
 
 
-class SpecialistNet(Detector):
+class SpecialistNet(DeepfakeModel):
     """Backbone + cue module + head; see the module docstring."""
 
     def __init__(self, cue: type[nn.Module], channels: int, spec_args: dict, cfg: SpecialistConfig,

@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.detector import InputSpec
-from utils.registry import register_model
+from utils.core.model import InputSpec
+from utils.core.registry import register_model
 
 from .net import BranchAttention, SpecialistNet, _create_specialist, conv_bn_act
 

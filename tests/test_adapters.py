@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.config import DataConfig
+from utils.core.config import DataConfig
 from utils.data.adapters import ADAPTERS, DatasetLayoutError, build_index
 from utils.data.leakage import LeakageError, check_no_leakage
 from utils.data.records import VideoRecord

@@ -25,7 +25,7 @@ def record(video_id, path, label=0, group=None, split="train", original=None, me
 
 
 class FixedDetector:
-    """Stand-in detector: one face at a fixed box; counts the frames it was shown."""
+    """Stand-in face_detector: one face at a fixed box; counts the frames it was shown."""
 
     def __init__(self, box=(40.0, 30.0, 90.0, 80.0)):
         self.box, self.calls = box, 0
@@ -68,7 +68,7 @@ def test_plan_frames_spreads_and_runs():
         assert run == list(range(run[0], run[0] + 8))
     assert frames.tolist() == sorted({f for f, _ in members})
     assert [r for _, r in plan_frames(5, 32, 4, 8)[1]] == [-1] * 5  # too short for a run
-    # the detector sees the spread frames and each run's ends; boxes inside a run are interpolated
+    # the face_detector sees the spread frames and each run's ends; boxes inside a run are interpolated
     runs = [[f for f, r in members if r == k] for k in range(4)]
     ends = {f for run in runs for f in (run[0], run[-1])}
     assert set(detection_frames(members).tolist()) == set(spread) | ends
@@ -114,10 +114,10 @@ def test_second_run_skips_and_partial_videos_are_redone(built):
     astro.unlink()  # as if the build had been killed while writing it: only the temporary file is left
     astro.with_name(astro.name + ".partial-123").write_bytes(b"half")
     assert not cache_is_complete(cache, records)
-    detector = FixedDetector(ASTRONAUT_FACE)
-    summary = build_cache(records, cache, detector=detector)
+    face_detector = FixedDetector(ASTRONAUT_FACE)
+    summary = build_cache(records, cache, face_detector=face_detector)
     assert (summary["done"], summary["skipped"], summary["failed_before"]) == (1, 2, 2)
-    assert detector.calls == 6  # only the astronaut's frames were decoded and searched again
+    assert face_detector.calls == 6  # only the astronaut's frames were decoded and searched again
     assert done.stat().st_mtime_ns == stamp and astro.is_file()
     assert not list(astro.parent.glob("*.partial-*"))
     assert {r["video_id"] for r in load_index(cache)} == {"carphone", "astronaut", "photo"}
@@ -130,10 +130,10 @@ def test_dfdc_fakes_reuse_their_originals_boxes(tmp_path):
     write_video(tmp_path / "fake.mp4", frames[:, :, ::-1])
     records = [record("fake", tmp_path / "fake.mp4", 1, group="real", original="real", method="fake"),
                record("real", tmp_path / "real.mp4", 0, group="real")]
-    detector = FixedDetector((30.0, 20.0, 70.0, 60.0))
+    face_detector = FixedDetector((30.0, 20.0, 70.0, 60.0))
     build_cache(records, tmp_path / "cache", frames_per_video=6, clips_per_video=1, clip_frames=4,
-                reuse_original_boxes=True, detector=detector)
-    assert detector.calls == len(detection_frames(plan_frames(12, 6, 1, 4)[1]))  # the original's frames only
+                reuse_original_boxes=True, face_detector=face_detector)
+    assert face_detector.calls == len(detection_frames(plan_frames(12, 6, 1, 4)[1]))  # the original's frames only
     real, fake = (np.load(video_file(tmp_path / "cache", v)) for v in ("real", "fake"))
     np.testing.assert_array_equal(real["boxes"], fake["boxes"])
     np.testing.assert_array_equal(real["frame_index"], fake["frame_index"])
@@ -148,7 +148,7 @@ def test_sharded_build_merges_the_ranks(tmp_path):
     records.append(record("broken", tmp_path / "nope.mp4", 1))
     cache = tmp_path / "cache"
     counts = [build_cache(records, cache, frames_per_video=4, clips_per_video=0, rank=r, world_size=2,
-                          detector=FixedDetector()) for r in (0, 1)]
+                          face_detector=FixedDetector()) for r in (0, 1)]
     assert sum(c["done"] for c in counts) == 6 and sum(c["failed"] for c in counts) == 1
     assert all(c["done"] > 0 for c in counts)  # both ranks had work
     with open(cache / "index.csv") as f:  # merged by the rank that finished last

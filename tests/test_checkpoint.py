@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers.tiny import TinyNet, register
-from utils.checkpoint import CheckpointError, export_weights, load_exported, load_weights, read_state_dict
+from utils.core.checkpoint import CheckpointError, export_weights, load_exported, load_weights, read_state_dict
 
 
 class _Evil:

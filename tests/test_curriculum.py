@@ -1,8 +1,8 @@
 """Data roots resolve the same way for training, the index builder and extract_faces."""
 from __future__ import annotations
 
-from utils.config import load_config
-from utils.curriculum import data_root
+from utils.core.config import load_config
+from utils.orchestration.curriculum import data_root
 from utils.data.adapters import _resolve_root
 
 

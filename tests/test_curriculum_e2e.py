@@ -47,7 +47,7 @@ def cache_set(env: dict, *more: str) -> list[str]:
 
 def parameters(path: Path) -> dict[str, torch.Tensor]:
     """Trainable parameters only (BatchNorm running statistics move even at lr = 0)."""
-    from utils.registry import create_model
+    from utils.core.registry import create_model
     names = {n for n, _ in create_model(MODEL, size="tiny").named_parameters()}
     return {k: v for k, v in load_file(str(path)).items() if k in names}
 
@@ -63,7 +63,7 @@ def chain(env, tmp_path_factory) -> Path:
 
 def test_chain_hands_each_stage_the_previous_best_weights(chain):
     s1, s2, s4 = (parameters(chain / MODEL / f"stage{k}" / "best.safetensors") for k in (1, 2, 4))
-    from utils.registry import create_model
+    from utils.core.registry import create_model
     torch.manual_seed(0)
     fresh = dict(create_model(MODEL, size="tiny").named_parameters())
     assert any(not torch.equal(s1[k], fresh[k].detach()) for k in s1), "stage 1 did not train"

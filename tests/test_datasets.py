@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from utils.config import DataConfig
+from utils.core.config import DataConfig
 from utils.data.cache import build_cache, load_index
 from utils.data.crops import cut_crop
 from utils.data.datasets import ClipDataset, FrameDataset, build_dataset
@@ -17,7 +17,7 @@ from utils.data.faces import Detection, box_iou
 from utils.data.footage import carphone_path
 from utils.data.records import VideoRecord
 from utils.data.video import read_frames, write_video
-from utils.detector import InputSpec
+from utils.core.model import InputSpec
 
 FPS, SR, N = 25, 16000, 80
 TONES = (12, 50)  # frames during which a 1 kHz tone sounds; runs of 8 start at 9, 27, 45, 63
@@ -51,7 +51,7 @@ def coded_cache(tmp_path_factory):
     path = write_video(root / "coded.mp4", frames, FPS, audio, SR)
     records = [VideoRecord(v, str(path), label, "dfdc", "x", v, "train", chunk)
                for v, label, chunk in (("a", 0, 0), ("b", 1, 1))]
-    build_cache(records, root / "cache", detector=FixedDetector())
+    build_cache(records, root / "cache", face_detector=FixedDetector())
     return root / "cache"
 
 

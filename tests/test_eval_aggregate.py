@@ -6,9 +6,9 @@ from sklearn import metrics as skm
 
 from evaluation.aggregate import aggregate, confident_score
 from evaluation.bootstrap import _WeightedBinary, bootstrap_ci
-from evaluation.evaluate import evaluate_predictions
-from evaluation.inference import predict_loader
-from evaluation.predictions import FramePredictions
+from evaluation.scoring import evaluate_predictions
+from utils.engine.inference import predict_loader
+from utils.engine.predictions import FramePredictions
 
 
 def _videos(n_videos=40, frames=8, seed=0, signal=0.25, noise=0.2):

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import export_weights
+from utils.core.checkpoint import export_weights
 from utils.data.cache import build_cache
 from utils.data.faces import Detection
 from utils.data.footage import astronaut
 from utils.data.records import VideoRecord
 from utils.data.video import write_video
-from utils.registry import create_model
+from utils.core.registry import create_model
 
 
 class FixedDetector:
@@ -37,7 +37,7 @@ def setup(tmp_path_factory):
                                "test"))
     cache = d / "cache"
     build_cache(records, cache, frames_per_video=3, clips_per_video=0, clip_frames=0,
-                detector=FixedDetector())
+                face_detector=FixedDetector())
     config = {"data": {"dataset": "ffpp", "batch_size": 4, "num_workers": 0, "frames_per_video": 3}}
     cks = []
     for seed in (0, 1):
@@ -51,7 +51,7 @@ def setup(tmp_path_factory):
 @pytest.fixture
 def patched(setup, monkeypatch):
     d, cache, records, cks = setup
-    monkeypatch.setattr("utils.stage.prepare_cache", lambda cfg, acc: (cache, records))
+    monkeypatch.setattr("utils.orchestration.stage.prepare_cache", lambda cfg, acc: (cache, records))
     return setup
 
 
@@ -74,7 +74,7 @@ def test_evaluate_cli_writes_report(patched, capsys):
 
 
 def test_ensemble_weights_are_fitted_and_saved(patched):
-    from evaluation.pipeline import evaluate_checkpoints
+    from utils.orchestration.evaluate import evaluate_checkpoints
 
     d, _, _, cks = patched
     rep = evaluate_checkpoints([str(c) for c in cks], "ffpp", "test", d / "ens", n_boot=0, fit_ensemble=True)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from evaluation.ensemble import average_probs, combine, fit_weights, load_weights, save_weights
-from evaluation.evaluate import evaluate_predictions, summary_scalars
+from evaluation.scoring import evaluate_predictions, summary_scalars
 from evaluation.metrics import log_loss
-from evaluation.predictions import FramePredictions
+from utils.engine.predictions import FramePredictions
 from evaluation.report import FIGURES, make_figures, write_report
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
-from utils.losses import build_loss
+from utils.core.losses import build_loss
 
 torch.manual_seed(0)
 

@@ -14,8 +14,8 @@ from specialists.bg import face_mask, masked_stats
 from specialists.cm import BlockDCT, CompressionCue, dct_basis
 from specialists.rr import ResamplingCue
 from utils.data.footage import astronaut
-from utils.detector import InputSpec
-from utils.registry import create_model, list_models
+from utils.core.model import InputSpec
+from utils.core.registry import create_model, list_models
 
 GENCONVIT = ("genconvit_ed", "genconvit_vae", "genconvit")
 SPECIALISTS = {"bg": 44, "av": 48, "cm": 40, "rr": 36, "tm": 52}  # cue-map channels

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from evaluation.ensemble import save_weights
-from evaluation.predict import Predictor, expand_paths
-from utils.checkpoint import export_weights
+from utils.orchestration.predict import Predictor, expand_paths
+from utils.core.checkpoint import export_weights
 from utils.data.footage import astronaut, carphone_path
-from utils.registry import create_model
+from utils.core.registry import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLD = 0.37

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from utils.registry import _MODELS, create_model, list_models, register_model
+from utils.core.registry import _MODELS, create_model, list_models, register_model
 
 
 def test_registry_contract():

@@ -10,7 +10,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader
 
 from utils.data.samplers import BalancedSampler
-from utils.losses import balanced_class_weights as class_weights
+from utils.core.losses import balanced_class_weights as class_weights
 
 
 @pytest.mark.parametrize("counts", [(30, 100), (5, 9, 12), (1, 1)])

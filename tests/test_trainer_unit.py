@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from tests.helpers.tiny import TinyData, TinyNet, register
-from utils.config import load_config
-from utils.trainer import Trainer
+from utils.core.config import load_config
+from utils.engine.trainer import Trainer
 
 
 def _trainer(tmp_path, *overrides):

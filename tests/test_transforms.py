@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from utils.data.transforms import build_transforms
-from utils.detector import InputSpec
+from utils.core.model import InputSpec
 
 
 def face_image(h: int = 150, w: int = 120, seed: int = 0) -> np.ndarray:

@@ -15,13 +15,13 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from utils.detector import Detector, InputSpec
-from utils.registry import _MODELS, register_model
+from utils.core.model import DeepfakeModel, InputSpec
+from utils.core.registry import _MODELS, register_model
 
 SPEC = InputSpec(crop="face", image_size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
-class TinyNet(Detector):
+class TinyNet(DeepfakeModel):
     """Conv -> pool -> linear; no BatchNorm so 1 and 2 processes give the same gradients."""
 
     def __init__(self, num_classes: int = 2, width: int = 8, dropout: float = 0.0):
@@ -71,9 +71,9 @@ class TinyData(Dataset):
 def main() -> None:
     from accelerate.utils import set_seed
 
-    from utils.config import load_config
-    from utils.registry import create_model
-    from utils.trainer import Trainer
+    from utils.core.config import load_config
+    from utils.core.registry import create_model
+    from utils.engine.trainer import Trainer
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)

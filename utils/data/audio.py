@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from utils.detector import InputSpec
+from utils.core.model import InputSpec
 
 LOG_EPS = 1e-6
 

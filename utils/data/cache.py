@@ -33,7 +33,7 @@ from utils.data.crops import region_bounds
 from utils.data.faces import FaceDetector, MTCNNDetector, select_track
 from utils.data.records import VideoRecord
 from utils.data.video import Frames, VideoReadError, read_audio, read_frames, video_info
-from utils.detector import InputSpec
+from utils.core.model import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _boxes_from_original(path: Path, frames: np.ndarray) -> tuple[np.ndarray, np
 
 
 def detection_frames(members: list[tuple[int, int]]) -> np.ndarray:
-    """Frames the detector looks at: every spread frame, and the first and last frame of each run
+    """Frames the face detector looks at: every spread frame, and the first and last frame of each run
     (boxes inside a run are interpolated: its frames are a fraction of a second apart)."""
     runs: dict[int, list[int]] = {}
     for f, r in members:
@@ -111,11 +111,11 @@ def detection_frames(members: list[tuple[int, int]]) -> np.ndarray:
     return np.unique(np.array(runs.get(-1, []) + ends, dtype=np.int64))
 
 
-def _track(detector: FaceDetector, frames: Frames,
+def _track(face_detector: FaceDetector, frames: Frames,
            members: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     """Main-face boxes and detected flags for every decoded frame."""
     pos = np.nonzero(np.isin(frames.indices, detection_frames(members)))[0]
-    track = select_track(detector.detect([frames.images[i] for i in pos]), frames.indices[pos])
+    track = select_track(face_detector.detect([frames.images[i] for i in pos]), frames.indices[pos])
     if track is None:
         raise VideoSkipped("no face")
     detected = np.zeros(len(frames.indices), bool)
@@ -123,7 +123,7 @@ def _track(detector: FaceDetector, frames: Frames,
     return _interp_boxes(frames.indices[pos], track.boxes, frames.indices), detected
 
 
-def process_video(record: VideoRecord, cache_dir: Path, opts: BuildOptions, detector: FaceDetector,
+def process_video(record: VideoRecord, cache_dir: Path, opts: BuildOptions, face_detector: FaceDetector,
                   original: Path | None = None) -> list[dict]:
     """Decode, detect and store one video; return its index rows.
 
@@ -150,7 +150,7 @@ def process_video(record: VideoRecord, cache_dir: Path, opts: BuildOptions, dete
     if original is not None and original.is_file():
         boxes, detected = _boxes_from_original(original, frames.indices)
     else:
-        boxes, detected = _track(detector, frames, members)
+        boxes, detected = _track(face_detector, frames, members)
     h, w = frames.images.shape[1:3]
     arrays: dict[str, np.ndarray] = {}
     origins = np.zeros((len(frames.indices), 2), np.int32)
@@ -178,20 +178,20 @@ def process_video(record: VideoRecord, cache_dir: Path, opts: BuildOptions, dete
 _WORKER: dict = {}
 
 
-def _init_worker(detector: FaceDetector | None, single_thread: bool = True) -> None:
-    """Runs once per worker: one thread each (workers are the parallelism), one detector each."""
+def _init_worker(face_detector: FaceDetector | None, single_thread: bool = True) -> None:
+    """Runs once per worker: one thread each (workers are the parallelism), one face detector each."""
     if single_thread:
         import cv2
         import torch
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
-    _WORKER["detector"] = detector if detector is not None else MTCNNDetector()
+    _WORKER["face_detector"] = face_detector if face_detector is not None else MTCNNDetector()
 
 
 def _run_job(job: tuple) -> tuple[str, list[dict], str | None]:
     record, cache_dir, opts, original = job
     try:
-        return record.video_id, process_video(record, cache_dir, opts, _WORKER["detector"], original), None
+        return record.video_id, process_video(record, cache_dir, opts, _WORKER["face_detector"], original), None
     except VideoSkipped as e:
         return record.video_id, [], str(e)
     except Exception as e:  # noqa: BLE001 - one bad video must not stop a day-long build
@@ -211,15 +211,15 @@ def _mp_context():
     return ctx
 
 
-def _run_jobs(jobs: list[tuple], workers: int, detector: FaceDetector | None) -> Iterator[tuple]:
+def _run_jobs(jobs: list[tuple], workers: int, face_detector: FaceDetector | None) -> Iterator[tuple]:
     if not jobs:
         return
     if workers <= 1:
-        _init_worker(detector, single_thread=False)
+        _init_worker(face_detector, single_thread=False)
         yield from map(_run_job, jobs)
         return
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_mp_context(),
-                             initializer=_init_worker, initargs=(detector,)) as pool:
+                             initializer=_init_worker, initargs=(face_detector,)) as pool:
         yield from pool.map(_run_job, jobs, chunksize=1)
 
 
@@ -292,7 +292,7 @@ def _collect(results: Iterator[tuple], by_id: dict[str, VideoRecord], total: int
 def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, *, frames_per_video: int = 32,
                 clips_per_video: int = 4, clip_frames: int = 8, margin: float = 0.3, audio: bool = True,
                 require_audio: bool = False, reuse_original_boxes: bool = False, workers: int = 1,
-                detector: FaceDetector | None = None, rank: int | None = None,
+                face_detector: FaceDetector | None = None, rank: int | None = None,
                 world_size: int | None = None, context_scale: float = InputSpec.context_scale,
                 min_region: int = 256, retry_failed: bool = False, backend: str = "auto",
                 compress: bool = True) -> dict:
@@ -307,9 +307,9 @@ def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, *, fra
         audio: store the audio track where the video has one.
         require_audio: a video without audio is a failure (audio-visual training sets).
         reuse_original_boxes: fakes whose ``original`` is among ``records`` take its boxes instead of
-            running the detector (DFDC fakes are pixel-aligned with their original).
-        workers: processes; each runs its own detector with one torch thread.
-        detector: a :class:`FaceDetector` (default: MTCNN on the CPU).
+            running the face detector (DFDC fakes are pixel-aligned with their original).
+        workers: processes; each runs its own face detector with one torch thread.
+        face_detector: a :class:`FaceDetector` (default: MTCNN on the CPU).
         rank, world_size: this process's shard (default: ``RANK`` / ``WORLD_SIZE`` env, else 0 / 1).
         context_scale: widest crop (× face box) the stored area must allow.
         min_region: stored areas are at least this many pixels square where the frame allows, so
@@ -338,7 +338,7 @@ def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, *, fra
     tally = _Tally()
     for phase in _phases(mine, reuse_original_boxes):
         jobs = _pending(phase, cache_dir, opts, known_failures, reuse_original_boxes, tally)
-        _collect(_run_jobs(jobs, workers, detector), by_id, len(jobs), tally)
+        _collect(_run_jobs(jobs, workers, face_detector), by_id, len(jobs), tally)
     _write_index(cache_dir, tally.rows, tally.failures, rank, world)
     counts = {**tally.counts, "seconds": round(time.perf_counter() - start, 2)}
     logger.info("rank %d/%d: done %d / skipped %d / failed %d (%d failed in earlier runs, not retried)",

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from utils.detector import InputSpec
+from utils.core.model import InputSpec
 
 GRID = 8  # JPEG / H.264 transform block size, in source pixels
 

@@ -1,7 +1,7 @@
 """Datasets over the face-crop cache: frame samples, clip samples, clip + audio samples.
 
 What a sample looks like comes from the model's :class:`InputSpec` — crop policy, size, clip length,
-audio — so no model is named here. Samples follow the batch contract of :mod:`utils.detector`:
+audio — so no model is named here. Samples follow the batch contract of :mod:`utils.core.model`:
 ``image`` uint8 3×S×S (or ``clip`` T×3×S×S of consecutive frames of one stored run), ``audio``
 n_mels×(T·mel_per_frame) and ``audio_mask`` when the spec asks for audio, ``label``, ``video_id``,
 ``method``, ``frame_index``.
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.config import DataConfig
+from utils.core.config import DataConfig
 from utils.data.audio import mel_window
 from utils.data.cache_io import load_index
 from utils.data.crops import crop_window, cut_window
-from utils.detector import InputSpec
+from utils.core.model import InputSpec
 
 logger = logging.getLogger(__name__)
 

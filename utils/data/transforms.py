@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from utils.detector import InputSpec
+from utils.core.model import InputSpec
 
 Frames = list[np.ndarray]
 

@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable
 
-from utils.config import DataConfig
-from utils.curriculum import ROOT_ENV
+from utils.core.config import DataConfig
+from utils.orchestration.curriculum import ROOT_ENV
 from utils.data.adapters import celebdf, dfdc, ffpp
 from utils.data.adapters.common import DatasetLayoutError, absolute, layout_error
 from utils.data.leakage import check_no_leakage
@@ -38,7 +38,7 @@ _NO_LAYOUT = "(see the adapter's documentation)"
 
 def _resolve_root(data_cfg: DataConfig, root: str | os.PathLike | None) -> Path:
     name = data_cfg.dataset
-    # same order as training (utils.curriculum.data_root): an explicit root, the environment, the recipe
+    # same order as training (utils.orchestration.curriculum.data_root): an explicit root, the environment, the recipe
     chosen = os.fspath(root) if root else (os.environ.get(ROOT_ENV.get(name, ""), "") or data_cfg.root)
     if not chosen:
         raise layout_error(f"no {name} root: pass root, set data.root or ${ROOT_ENV.get(name, 'ROOT')}",

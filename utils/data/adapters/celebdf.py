@@ -29,7 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.config import DataConfig
+from utils.core.config import DataConfig
 from utils.data.adapters.common import (
     absolute, layout_error, mp4_names, natural_key, require_dir, warn_missing,
 )

@@ -11,7 +11,7 @@ import logging
 import re
 from pathlib import Path
 
-from utils.config import DataConfig
+from utils.core.config import DataConfig
 from utils.data.adapters.common import (
     absolute, json_entries, layout_error, mp4_names, require_dir, warn_missing,
 )

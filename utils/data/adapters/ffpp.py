@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from utils.config import DataConfig
+from utils.core.config import DataConfig
 from utils.data.adapters.common import (
     absolute, json_entries, layout_error, mp4_names, require_dir, warn_missing,
 )

@@ -1,7 +1,7 @@
 """Evaluate exported checkpoints on a dataset split: the library behind ``launch/evaluate.py``.
 
 For each checkpoint: rebuild its run config from the sidecar (switching the dataset when asked),
-make sure the face-crop cache covers the dataset (:func:`utils.stage.prepare_cache`, the trainer's own
+make sure the face-crop cache covers the dataset (:func:`utils.orchestration.stage.prepare_cache`, the trainer's own
 path), predict the validation and the evaluated split with the model's own dataset class, list the
 videos that produced no frame (no face, unreadable: from the cache's failures), then report. Several
 checkpoints form an ensemble combined at the video level, with weights optionally fitted on validation.
@@ -17,10 +17,10 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from evaluation.ensemble import align_videos, average_probs, combine, fit_weights, load_weights, save_weights
-from evaluation.evaluate import evaluate_predictions
-from evaluation.inference import predict_loader
+from evaluation.scoring import evaluate_predictions
+from utils.engine.inference import predict_loader
 from evaluation.metrics import choose_threshold
-from evaluation.predictions import FramePredictions
+from utils.engine.predictions import FramePredictions
 from evaluation.report import write_report
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def eval_config(meta: dict, dataset: str, root: str = "", cache: str = "",
                 overrides: list[str] | None = None):
     """The run config of an exported checkpoint, pointed at ``dataset`` (root/cache/chunks reset when it
     differs from the training dataset), with ``--set`` overrides applied last."""
-    from utils.config import Config, build_config, deep_merge, parse_overrides, validate_sections
+    from utils.core.config import Config, build_config, deep_merge, parse_overrides, validate_sections
 
     raw = validate_sections(meta.get("config") or {}, "checkpoint sidecar") if meta.get("config") else {}
     cfg = build_config(raw) if raw else Config()
@@ -65,7 +65,7 @@ def predict_split(model, cache: Path, split: str, cfg, acc, records: list,
     """Frame predictions of ``model`` on one split of a cache, with the frameless videos listed."""
     from utils.data.datasets import build_dataset
 
-    from utils.checkpoint import unwrap
+    from utils.core.checkpoint import unwrap
 
     ds = build_dataset(cache, split, unwrap(model).input_spec, cfg.data, train=False)
     bs = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
@@ -83,9 +83,9 @@ def predict_checkpoint(path: str | os.PathLike, dataset: str, splits: list[str],
                        cache: str = "", overrides: list[str] | None = None
                        ) -> tuple[dict, dict[str, FramePredictions]]:
     """(sidecar, {split: predictions}) of one exported checkpoint."""
-    from utils.checkpoint import load_exported
+    from utils.core.checkpoint import load_exported
     from utils.data.cache_io import load_failures
-    from utils.stage import prepare_cache
+    from utils.orchestration.stage import prepare_cache
 
     model, meta = load_exported(path, map_location=acc.device)
     cfg = eval_config(meta, dataset, root, cache, overrides)

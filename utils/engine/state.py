@@ -27,7 +27,7 @@ class TrainerState:
     history: list = field(default_factory=list)   # one dict of validation metrics per epoch
 
     def save(self, path: str | Path) -> None:
-        from utils.checkpoint import atomic_write_json
+        from utils.core.checkpoint import atomic_write_json
         atomic_write_json(path, asdict(self))
 
     @classmethod

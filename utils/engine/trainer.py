@@ -24,10 +24,10 @@ from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_lis
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from utils.checkpoint import export_weights, list_state_dirs, load_weights, prune_state_dirs, read_state_dict
-from utils.config import Config
-from utils.losses import build_loss
-from utils.train_state import TrainerState, update_early_stopping
+from utils.core.checkpoint import export_weights, list_state_dirs, load_weights, prune_state_dirs, read_state_dict
+from utils.core.config import Config
+from utils.core.losses import build_loss
+from utils.engine.state import TrainerState, update_early_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Trainer:
     """Train one model for one stage.
 
     Args:
-        model: a Detector (forward(batch) -> {"logits", ...}; loss(outputs, batch) -> {"loss", ...}).
+        model: a DeepfakeModel (forward(batch) -> {"logits", ...}; loss(outputs, batch) -> {"loss", ...}).
         cfg: the resolved run config.
         run_dir: where state, weights, logs and metrics go.
         train_data: a Dataset, or a list of (name, builder) phases walked in order with
@@ -312,7 +312,7 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """Validation metrics, identical on every rank (computed on gathered data, broadcast from rank 0)."""
-        from evaluation.inference import predict_loader
+        from utils.engine.inference import predict_loader
         from evaluation.metrics import compute_metrics
 
         preds = predict_loader(self.model, self.val_loader, self.acc, max_batches=self.cfg.trainer.val_max_batches)

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from evaluation.aggregate import aggregate
 from evaluation.ensemble import average_probs, load_weights
-from evaluation.inference import predict_loader
+from utils.engine.inference import predict_loader
 from evaluation.metrics import predict_labels
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class FileResult:
 
 def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> Member:
     """Load an exported checkpoint (safetensors + sidecar) for prediction."""
-    from utils.checkpoint import load_exported
+    from utils.core.checkpoint import load_exported
     from utils.data.transforms import build_transforms
 
     model, meta = load_exported(path, map_location=device)
@@ -117,19 +117,19 @@ class Predictor:
 
     Args:
         checkpoints: exported ``.safetensors`` files (each with its ``.json`` sidecar).
-        device: where the detector and the models run (``cpu``, ``cuda``, ``cuda:1``).
+        device: where the face detector and the models run (``cpu``, ``cuda``, ``cuda:1``).
         frames: frames spread evenly over each video (the cache's ``frames_per_video``).
         batch_size: frames (or clips) per model call.
         weights: ensemble weights (list, or a JSON file written by :func:`evaluation.ensemble.save_weights`).
         threshold: decision threshold; default: the sidecar's (one checkpoint), the weights file's
             (ensemble), else 0.5.
         aggregation: ``mean`` or ``confident`` (frame -> file score).
-        detector: a :class:`utils.data.faces.FaceDetector` (default MTCNN on ``device``).
+        face_detector: a :class:`utils.data.faces.FaceDetector` (default MTCNN on ``device``).
     """
 
     def __init__(self, checkpoints: list[str | os.PathLike], *, device: str = "cpu", frames: int = 32,
                  batch_size: int = 32, weights: list[float] | str | os.PathLike | None = None,
-                 threshold: float | None = None, aggregation: str = "mean", detector=None):
+                 threshold: float | None = None, aggregation: str = "mean", face_detector=None):
         from utils.data.faces import MTCNNDetector
 
         if not checkpoints:
@@ -141,7 +141,7 @@ class Predictor:
             threshold = (self.members[0].meta.get("threshold") if len(self.members) == 1 else file_threshold)
         self.threshold = 0.5 if threshold is None else float(threshold)
         self.frames, self.batch_size, self.aggregation = frames, batch_size, aggregation
-        self.detector = detector if detector is not None else MTCNNDetector(device=str(self.device))
+        self.face_detector = face_detector if face_detector is not None else MTCNNDetector(device=str(self.device))
         self.num_classes = {m.model.num_classes for m in self.members}
         if len(self.num_classes) != 1:
             raise ValueError(f"ensemble members disagree on the number of classes: {self.num_classes}")
@@ -205,7 +205,7 @@ class Predictor:
         try:
             if not Path(path).is_file():
                 raise VideoSkipped("no such file")
-            rows = process_video(record, scratch, self._build_options(), self.detector)
+            rows = process_video(record, scratch, self._build_options(), self.face_detector)
             res.n_frames = len({r["slot"] for r in rows})
             res.n_detected = len({r["slot"] for r in rows if r["detected"]})
             probs = [self._score_member(m, rows, scratch) for m in self.members]

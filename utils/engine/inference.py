@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import torch
 
-from evaluation.predictions import FramePredictions
+from utils.engine.predictions import FramePredictions
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def predict_loader(model: torch.nn.Module, loader, accelerator=None, *, max_batc
     """Softmax probabilities of ``model(batch)["logits"]`` for every sample of ``loader``.
 
     Args:
-        model: a Detector (or its prepared/wrapped form); put in eval mode here, left in eval mode.
+        model: a DeepfakeModel (or its prepared/wrapped form); put in eval mode here, left in eval mode.
         loader: yields batch dicts with ``image``/``clip``, ``label``, ``video_id``, ``method``,
             ``frame_index`` (and optionally ``chunk``).
         accelerator: an ``accelerate.Accelerator`` whose ``prepare``d loader this is; ``None`` runs

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from utils.config import Config, apply_overrides, build_config, deep_merge, parse_overrides
+from utils.core.config import Config, apply_overrides, build_config, deep_merge, parse_overrides
 
 ROOT_ENV = {"ffpp": "FFPP_ROOT", "celebdf": "CELEBDF_ROOT", "dfdc": "DFDC_ROOT"}
 SAMPLE_DIR_ENV = "DEEPFAKE_SAMPLE_DIR"

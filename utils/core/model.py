@@ -60,7 +60,7 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), labels)
 
 
-class Detector(nn.Module):
+class DeepfakeModel(nn.Module):
     """Base class of every model: input declaration, normalisation, default loss, dummy batches."""
 
     #: state-dict prefixes of the classification head; a checkpoint that misses them is refused.

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from utils.registry import create_model
+from utils.core.registry import create_model
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``launch/train.py`` parses arguments and calls :func:`run_stage`; the demo and ``make
 train-all-specialists`` go through the same path. Nothing here names a model: what a model needs
-from the data comes from its :class:`~utils.detector.InputSpec`.
+from the data comes from its :class:`~utils.core.model.InputSpec`.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from utils.checkpoint import (CheckpointError, atomic_write_json, load_weights, read_sidecar, read_state_dict,
+from utils.core.checkpoint import (CheckpointError, atomic_write_json, load_weights, read_sidecar, read_state_dict,
                               sidecar_path)
-from utils.config import Config, save_config
-from utils.curriculum import cache_dir, data_root, init_weights, run_dir, sample_dir
-from utils.registry import create_model
-from utils.trainer import Trainer, make_accelerator
+from utils.core.config import Config, save_config
+from utils.orchestration.curriculum import cache_dir, data_root, init_weights, run_dir, sample_dir
+from utils.core.registry import create_model
+from utils.engine.trainer import Trainer, make_accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ def evaluate_stage(trainer: Trainer, cfg: Config, cache: Path, records: list, ou
 
     Videos the cache could not use (no face, unreadable) are listed in the report, not dropped.
     """
-    from evaluation.evaluate import evaluate_predictions, summary_scalars
-    from evaluation.pipeline import predict_split
+    from evaluation.scoring import evaluate_predictions, summary_scalars
+    from utils.orchestration.evaluate import predict_split
     from evaluation.report import make_figures, write_report
     from utils.data.cache_io import load_failures
 

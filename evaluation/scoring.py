@@ -20,7 +20,7 @@ from evaluation.aggregate import VideoPredictions, aggregate
 from evaluation.bootstrap import bootstrap_ci
 from evaluation.collapse import check_collapse, warn_collapse
 from evaluation.metrics import choose_threshold, compute_metrics, confusion_matrix
-from evaluation.predictions import FramePredictions
+from utils.engine.predictions import FramePredictions
 
 logger = logging.getLogger(__name__)
 
