@@ -46,7 +46,7 @@ def test_wrapper_prefixes_are_stripped_and_exports_are_clean(tmp_path):
     path = export_weights(model, tmp_path / "best.safetensors", {"model": "tiny", "model_kwargs": {}})
     keys = load_file(str(path)).keys()
     assert keys and not any(k.startswith(("module.", "_orig_mod.")) for k in keys)
-    loaded, meta = load_exported(path)
+    meta = load_exported(path).meta
     assert meta["input_spec"]["image_size"] == 16 and meta["label_names"] == ["real", "fake"]
     assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
 

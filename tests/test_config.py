@@ -19,7 +19,7 @@ def test_extends_chain_and_set_override(tmp_path):
     assert cfg.optim.lr == pytest.approx(3e-4)        # --set beats the chain; "3e-4" is a number
     assert cfg.optim.loss == "focal"                  # from the root of the chain
     assert cfg.trainer.epochs == 3                    # the middle overrides the root
-    assert cfg.data.batch_size == 8 and cfg.data.methods == ["Deepfakes", "FaceSwap"]
+    assert cfg.data.batch_size == 8 and cfg.data.options["methods"] == ["Deepfakes", "FaceSwap"]
     assert cfg.trainer.seed == 42                     # untouched defaults stay
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from utils.core.registry import _MODELS, create_model, list_models, register_model
+from utils.core.registry import MODELS, create_model, list_models, register_model
 
 
 def test_registry_contract():
@@ -19,4 +19,4 @@ def test_registry_contract():
         with pytest.raises(KeyError, match="registered models:.*_test_probe"):
             create_model("nosuch")
     finally:
-        _MODELS.pop("_test_probe")
+        MODELS.unregister("_test_probe")

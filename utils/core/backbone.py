@@ -13,32 +13,11 @@ import sys
 from pathlib import Path
 
 import timm
-import torch
 import torch.nn as nn
 
+from utils.core.fileio import read_state_dict
+
 logger = logging.getLogger(__name__)
-
-_CONTAINERS = ("state_dict", "model", "module")  # wrappers training scripts put around a state dict
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` or ``.pth``/``.bin`` file, without running pickled code."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"backbone weights file '{path}' does not exist; point model.pretrained_path (or the model's "
-            f"*_path argument) at a .safetensors/.pth file, or leave it empty for random initialisation")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in _CONTAINERS:
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict of tensors")
-    return state
-
 
 def load_backbone_weights(model: nn.Module, path: str | Path, prefix: str = "") -> None:
     """Load a local weights file into a headless timm ``model``; any key mismatch is an error.
@@ -48,6 +27,10 @@ def load_backbone_weights(model: nn.Module, path: str | Path, prefix: str = "") 
         path: weights file (timm, original-release or whole-detector layout).
         prefix: keep only keys under this prefix (e.g. ``"swin."`` of an exported GenConViT) and strip it.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"backbone weights file '{path}' does not exist; point model.pretrained_path (or the model's "
+            f"*_path argument) at a .safetensors/.pth file, or leave it empty for random initialisation")
     state = read_state_dict(path)
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

@@ -1,26 +1,33 @@
-"""Checkpoints: exported weights (safetensors + JSON sidecar) and resumable-state folders.
+"""Exported weights: safetensors + a JSON sidecar, written atomically, loaded with every key checked.
 
 Exported weights are the unwrapped model (no ``module.`` / ``_orig_mod.`` prefixes) so any script can
-load them; loading never unpickles code, reports missing and unexpected keys, and refuses a checkpoint
-whose classifier head is absent (the predecessors' silent ``strict=False`` left heads random).
-Resumable state is accelerate's ``save_state`` folder plus ``trainer_state.json``.
+load them. Loading never unpickles code, reports missing and unexpected keys, refuses a checkpoint
+whose classifier head is absent (a silent partial load leaves a head random: ~50 % accuracy and every
+prediction in one class) and refuses non-finite weights. :func:`load_exported` returns one typed
+:class:`ExportedModel` (model, run config, threshold, label names, input spec) that evaluation,
+prediction, ensembles and ``--init`` all use.
+
+The sidecar (``<name>.json`` beside ``<name>.safetensors``) holds ``format_version``, ``model`` (the
+registered name), ``model_kwargs``, ``input_spec``, ``num_classes``, ``label_names``, ``config`` (the
+resolved run config), ``metrics`` of the exported epoch and ``threshold`` (chosen on validation).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import pickle
-import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from utils.core.registry import create_model
+from utils.core.config import Config, config_from_dict
+from utils.core.errors import CheckpointError, ConfigError
+from utils.core.fileio import atomic_write, atomic_write_json, read_state_dict
+from utils.core.model import LABEL_NAMES, InputSpec
+from utils.core.registry import MODELS, create_model
 
 logger = logging.getLogger(__name__)
 
@@ -29,43 +36,16 @@ OPTIONAL_PREFIXES = ("backbone.", "model.")   # foreign checkpoints: stripped on
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used as asked (wrong model, head missing, unsafe file...)."""
-
-
 def sidecar_path(weights: str | os.PathLike) -> Path:
     return Path(weights).with_suffix(".json")
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-    atomic_write_bytes(Path(path), write)
 
 
 def strip_wrappers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Remove DDP / torch.compile prefixes (repeatedly, they can nest)."""
     out = {}
     for k, v in state_dict.items():
-        changed = True
-        while changed:
-            changed = False
-            for p in WRAPPER_PREFIXES:
-                if k.startswith(p):
-                    k, changed = k[len(p):], True
+        while k.startswith(WRAPPER_PREFIXES):
+            k = k.split(".", 1)[1]
         out[k] = v
     return out
 
@@ -86,31 +66,12 @@ def export_weights(model: nn.Module, path: str | os.PathLike, sidecar: dict) -> 
     path = Path(path)
     raw = unwrap(model)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in strip_wrappers(raw.state_dict()).items()}
-    meta = {"format_version": FORMAT_VERSION, "label_names": ["real", "fake"], **sidecar}
+    meta = {"format_version": FORMAT_VERSION, "label_names": list(LABEL_NAMES), **sidecar}
     if hasattr(raw, "describe"):
         meta.update(raw.describe())
-    atomic_write_bytes(path, lambda tmp: save_file(state, str(tmp), metadata={"model": str(meta.get("model"))}))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"model": str(meta.get("model"))}))
     atomic_write_json(sidecar_path(path), meta)
     return path
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read weights without executing code: safetensors, or ``torch.load(weights_only=True)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} is not a plain weights file (refused to unpickle code): {e}") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors")
-    return obj
 
 
 def remap_keys(state_dict: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
@@ -132,12 +93,21 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
 
 
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse NaN or infinite weights, naming the first tensors that hold them."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} tensor(s) hold NaN or infinite values, e.g. {bad[:3]}; "
+                              "the training run that wrote it diverged")
+
+
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, strict: bool = True,
                  source: str = "checkpoint") -> LoadReport:
     """Load ``state_dict`` into ``model`` with explicit key checks.
 
-    Missing and unexpected keys are always logged. A missing classifier head (``model.head_prefixes``)
-    or a shape mismatch is always an error; with ``strict`` any other missing/unexpected key is too.
+    Missing and unexpected keys are always logged. A missing classifier head (``model.head_prefixes``),
+    a shape mismatch or a non-finite tensor is always an error; with ``strict`` any other
+    missing/unexpected key is too.
     """
     own = model.state_dict()
     state = remap_keys(state_dict, set(own))
@@ -158,49 +128,81 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, stric
     if strict and (report.missing or report.unexpected):
         raise CheckpointError(f"{source}: keys do not match the model (missing {report.missing[:5]}, "
                               f"unexpected {report.unexpected[:5]})")
+    check_finite(state, source)
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return report
 
 
 def read_sidecar(weights: str | os.PathLike) -> dict:
+    """The JSON sidecar of exported weights; errors name the file and what is wrong with it."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint not found: {weights}")
     path = sidecar_path(weights)
     if not path.is_file():
         raise CheckpointError(f"{weights}: sidecar {path.name} not found; exported weights come in pairs "
-                              "(<name>.safetensors + <name>.json) written by the trainer")
-    with open(path) as f:
-        return json.load(f)
+                              "(<name>.safetensors + <name>.json) written by the trainer or "
+                              "launch/import_weights.py")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), str):
+        raise CheckpointError(f"{path}: not a checkpoint sidecar (no 'model' name)")
+    return meta
+
+
+@dataclass
+class ExportedModel:
+    """Exported weights loaded for use: the model and everything its sidecar says about it."""
+
+    path: Path
+    model: nn.Module
+    meta: dict
+    config: Config
+
+    @property
+    def name(self) -> str:
+        return self.meta["model"]
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self.model.input_spec
+
+    @property
+    def threshold(self) -> float | None:
+        """The decision threshold on P(fake) chosen on validation when the weights were exported."""
+        t = self.meta.get("threshold")
+        return None if t is None else float(t)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.meta.get("label_names") or LABEL_NAMES)
+
+
+def build_from_sidecar(meta: dict, source: str) -> nn.Module:
+    """The (untrained) model a sidecar describes."""
+    name = meta["model"]
+    if name not in MODELS:
+        raise CheckpointError(f"{source}: the sidecar names model '{name}', which is not registered "
+                              f"(registered: {', '.join(MODELS.names())})")
+    try:
+        return create_model(name, **meta.get("model_kwargs", {}))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: cannot build '{name}' from the sidecar's model_kwargs: {e}") from None
 
 
 def load_exported(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-                  expect_model: str | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild the model named in the sidecar and load its weights strictly; returns (model, sidecar)."""
+                  expect_model: str | None = None) -> ExportedModel:
+    """Rebuild the model named in the sidecar and load its weights strictly."""
+    path = Path(path)
     meta = read_sidecar(path)
-    name = meta.get("model")
-    if expect_model is not None and name != expect_model:
-        raise CheckpointError(f"{path} holds weights of model '{name}', not '{expect_model}'")
-    model = create_model(name, **meta.get("model_kwargs", {}))
+    if expect_model is not None and meta["model"] != expect_model:
+        raise CheckpointError(f"{path} holds weights of model '{meta['model']}', not '{expect_model}'")
+    model = build_from_sidecar(meta, str(path))
     load_weights(model, read_state_dict(path), strict=True, source=str(path))
-    return model.to(map_location).eval(), meta
-
-
-# ---------------------------------------------------------------- resumable state folders
-_STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-def list_state_dirs(ckpt_root: str | os.PathLike) -> list[Path]:
-    """Complete resumable-state folders under ``ckpt_root``, oldest first."""
-    root = Path(ckpt_root)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := _STEP_DIR.match(p.name)) and (p / "trainer_state.json").is_file()]
-    return [p for _, p in sorted(found)]
-
-
-def prune_state_dirs(ckpt_root: str | os.PathLike, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` state folders and any leftover temporary folders."""
-    root = Path(ckpt_root)
-    for p in list_state_dirs(root)[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(p, ignore_errors=True)
-    for p in root.glob(".tmp_step_*") if root.is_dir() else []:
-        shutil.rmtree(p, ignore_errors=True)
+    try:
+        cfg = config_from_dict(meta.get("config") or {}, f"{sidecar_path(path)} [config]")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    return ExportedModel(path, model.to(map_location).eval(), meta, cfg)

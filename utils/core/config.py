@@ -1,7 +1,12 @@
-"""Typed run configuration: defaults < YAML recipe (with ``extends:``) < ``--set section.key=value``.
+"""Typed run configuration: defaults < YAML recipe (with ``extends:``) < environment < ``--set``.
 
-Every recipe file is checked against the dataclasses on its own, so an unknown key or a wrong type
-is reported with the key and the file it came from. The resolved config is saved beside each run.
+Every recipe file is checked against the dataclasses on its own, so an unknown key, a wrong type or a
+value outside its choices is reported with the key and the file it came from; YAML syntax errors and
+duplicate keys name ``file:line``. The resolved config is saved beside each run.
+
+The ``data`` section holds the settings every dataset shares; options that only one dataset adapter
+understands (FF++'s compression, DFDC's chunk lists...) are written in the same flat ``data:`` mapping
+and kept in ``data.options``, checked against the options the registered adapters declare.
 """
 from __future__ import annotations
 
@@ -11,19 +16,23 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from utils.core.errors import ConfigError
+from utils.core.fileio import atomic_write_text
+from utils.core.registry import DATASETS
 
-class ConfigError(ValueError):
-    """A recipe or override that does not fit the schema."""
+__all__ = ["Config", "ConfigError", "DataConfig", "LoggingConfig", "ModelConfig", "OptimConfig", "TrainerConfig",
+           "apply_overrides", "build_config", "config_from_dict", "deep_merge", "load_config", "load_recipe",
+           "parse_overrides", "save_config", "validate_sections"]
 
 
 @dataclass
 class ModelConfig:
     name: str = ""
-    size: str = "full"              # full | tiny (same code, smaller numbers)
+    size: Literal["full", "tiny"] = "full"  # same code, smaller numbers
     pretrained: bool = False        # backbone weights through timm's mechanism (needs internet or HF cache)
     pretrained_path: str = ""       # or a local weights file for the backbone(s)
     num_classes: int = 2
@@ -33,39 +42,34 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "ffpp"           # ffpp | celebdf | dfdc
-    root: str = ""                  # empty: $FFPP_ROOT / $CELEBDF_ROOT / $DFDC_ROOT, else the sample data
-    cache: str = ""                 # face-crop cache; empty: <cache_root>/<dataset>
+    dataset: str = ""               # a registered dataset adapter (recipes set it per stage)
+    root: str = ""                  # empty: the adapter's environment variable, else the sample data
+    cache: str = ""                 # face-crop cache; empty: <cache_root>/<dataset>-<hash>
     cache_root: str = "data/cache"
     build_cache: bool = True        # build a missing cache on first use (else stop with the command)
     cache_compress: bool = True     # false: ~1.7x faster loading for ~2x the disk (both lossless)
-    compression: str = "c23"        # FF++ quality
-    methods: list[str] = field(default_factory=list)  # FF++ methods; empty = the defaults present
-    val_fraction: float = 0.15      # Celeb-DF: share of training identities held out for validation
-    train_chunks: list[int] = field(default_factory=list)  # DFDC chunk numbers
-    val_chunks: list[int] = field(default_factory=list)
-    test_chunks: list[int] = field(default_factory=list)
     frames_per_video: int = 32      # frames spread evenly over each video, stored in the face cache
     clips_per_video: int = 4        # runs of consecutive frames stored for clip models
     clip_frames: int = 8            # length of each stored run (>= every model's clip_len)
-    margin: float = 0.3
+    margin: float = 0.3             # face-crop margin per side, as a share of the box
     batch_size: int = 32
     eval_batch_size: int = 0        # 0: 2 x batch_size
     num_workers: int = 4
     augment: bool = True
     clahe: bool = False
-    balance: str = "none"           # none | undersample (balanced draw per epoch, DDP-aware)
+    balance: Literal["none", "undersample", "oversample"] = "none"  # class-balanced draw per epoch
     max_videos_per_split: int = 0   # 0 = all (quick runs)
     frames_per_video_train: int = 0  # 0 = every cached frame
+    options: dict = field(default_factory=dict)  # the dataset adapter's own options (flat in YAML)
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adamw"        # adamw | sgd
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 1e-4
     weight_decay: float = 0.05
     momentum: float = 0.9
-    loss: str = "ce"                # ce | weighted_ce | focal | class_mean
+    loss: Literal["ce", "weighted_ce", "focal", "class_mean"] = "ce"
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     focal_alpha: float | None = None
@@ -73,25 +77,28 @@ class OptimConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 1
     min_lr: float = 1e-7
+    warmup_steps: int = 0           # linear warm-up of the learning rate over the first steps
 
 
 @dataclass
 class TrainerConfig:
     epochs: int = 10
-    epochs_per_chunk: int = 0       # >0: walk data.train_chunks one after another (DFDC)
+    epochs_per_chunk: int = 0       # >0: walk the training partitions (DFDC chunks) one after another
     max_steps_per_epoch: int = 0    # 0 = the whole epoch
     val_max_batches: int = 0        # 0 = the whole validation set
     grad_accum: int = 1
-    mixed_precision: str = "no"     # no | fp16 | bf16
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 42
+    deterministic: bool = False     # PyTorch's deterministic algorithms (slower on GPU)
     monitor: str = "val/auc"
-    monitor_mode: str = "max"       # max | min
+    monitor_mode: Literal["max", "min"] = "max"
     early_stopping_patience: int = 3
     early_stopping_min_delta: float = 0.0
     checkpoint_every_steps: int = 0  # 0 = only at epoch ends
     keep_last: int = 2
     channels_last: bool = False
     compile: bool = False
+    compile_backend: str = "inductor"
     cpu: bool = False
 
 
@@ -115,32 +122,25 @@ class Config:
     models: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain mapping in recipe form (adapter options flat in ``data``, as a recipe writes them)."""
+        d = dataclasses.asdict(self)
+        d["data"].update(d["data"].pop("options"))
+        return d
 
 
 SECTIONS = typing.get_type_hints(Config)
 _RAW_SECTIONS = ("stages", "models")
 
 
-def _section_types(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against type hint ``tp``; numbers written as strings (YAML's 1e-4) become floats."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, typing.get_args(tp)))}")
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where}: expected {tp}, got {value!r}")
+        return _coerce_union(value, typing.get_args(tp), where)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -152,28 +152,67 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+    return _coerce_scalar(value, tp, where)
+
+
+def _coerce_union(value: Any, args: tuple, where: str) -> Any:
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is not type(None):
             try:
-                return float(value)
-            except ValueError:
+                return _coerce(value, arg, where)
+            except ConfigError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover
+    names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
+    raise ConfigError(f"{where}: expected {names}, got {value!r}")
+
+
+def _coerce_scalar(value: Any, tp: type, where: str) -> Any:
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp is str and isinstance(value, str):
+        return value
+    expected = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+    raise ConfigError(f"{where}: expected {expected}, got {value!r}")
+
+
+def adapter_options() -> dict[str, tuple[str, Any]]:
+    """``{option: (adapter name, type)}`` for every option a registered dataset adapter declares."""
+    found: dict[str, tuple[str, Any]] = {}
+    for name, adapter in DATASETS.items():
+        for key, tp in typing.get_type_hints(adapter.Options).items():
+            found.setdefault(key, (name, tp))
+    return found
+
+
+def _validate_data(values: dict, source: str) -> dict:
+    """The ``data`` section, flat: shared keys and adapter options side by side (``build_config`` sorts
+    them), so that merging recipe layers never has to look inside ``options``."""
+    hints = typing.get_type_hints(DataConfig)
+    values = {**{k: v for k, v in values.items() if k != "options"}, **(values.get("options") or {})}
+    out: dict = {}
+    for key, value in values.items():
+        if key == "dataset" and value and value not in DATASETS:
+            raise ConfigError(f"{source}: 'data.dataset' {value!r} is not a registered dataset "
+                              f"({', '.join(DATASETS.names())})")
+        if key in hints:
+            out[key] = _coerce(value, hints[key], f"{source}: 'data.{key}'")
+        elif key in (options := adapter_options()):
+            adapter, tp = options[key]
+            out[key] = _coerce(value, tp, f"{source}: 'data.{key}' ({adapter} option)")
+        else:
+            shared = ", ".join(k for k in hints if k != "options")
+            own = "; ".join(f"{n}: {', '.join(typing.get_type_hints(a.Options))}" for n, a in DATASETS.items())
+            raise ConfigError(f"{source}: unknown key 'data.{key}' (valid: {shared}; dataset options: {own})")
+    return out
 
 
 def validate_sections(raw: dict, source: str) -> dict:
@@ -185,21 +224,33 @@ def validate_sections(raw: dict, source: str) -> dict:
         if section not in SECTIONS:
             raise ConfigError(f"{source}: unknown section '{section}' (valid: {', '.join(SECTIONS)})")
         if section in _RAW_SECTIONS:
-            if not isinstance(values, dict):
-                raise ConfigError(f"{source}: '{section}' must be a mapping")
-            out[section] = {k: validate_sections(v or {}, f"{source} [{section}.{k}]") for k, v in values.items()}
+            out[section] = _validate_nested(section, values, source)
             continue
         if values is None:
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section '{section}' must be a mapping, got {values!r}")
-        hints = _section_types(SECTIONS[section])
+        if section == "data":
+            out[section] = _validate_data(values, source)
+            continue
+        hints = typing.get_type_hints(SECTIONS[section])
         out[section] = {}
         for key, value in values.items():
             if key not in hints:
                 raise ConfigError(f"{source}: unknown key '{section}.{key}' (valid: {', '.join(hints)})")
             out[section][key] = _coerce(value, hints[key], f"{source}: '{section}.{key}'")
     return out
+
+
+def _validate_nested(section: str, values: Any, source: str) -> dict:
+    """``stages`` (keys: stage numbers) and ``models`` (keys: model names), each a partial recipe."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: '{section}' must be a mapping")
+    if section == "stages":
+        bad = [k for k in values if not (isinstance(k, int) and not isinstance(k, bool))]
+        if bad:
+            raise ConfigError(f"{source}: stage keys must be numbers (stages: {{1: …, 2: …}}), got {bad[0]!r}")
+    return {k: validate_sections(v or {}, f"{source} [{section}.{k}]") for k, v in values.items()}
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -210,6 +261,37 @@ def deep_merge(base: dict, over: dict) -> dict:
     return merged
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key written twice in one mapping (YAML keeps the last)."""
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"{node.start_mark.name}:{key_node.start_mark.line + 1}: key '{key}' is written "
+                              f"twice (first on line {seen[key]}); keep one")
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; syntax errors and duplicate keys become a :class:`ConfigError` with file:line."""
+    try:
+        with open(path) as f:
+            return yaml.load(f, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({e.problem or e.context})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the recipe ({e})") from None
+
+
 def load_recipe(path: str | os.PathLike, _seen: tuple = ()) -> dict:
     """Read a YAML recipe, following ``extends:`` (a path relative to the file), validated per file."""
     path = Path(path).resolve()
@@ -217,8 +299,7 @@ def load_recipe(path: str | os.PathLike, _seen: tuple = ()) -> dict:
         raise ConfigError(f"{path}: 'extends' loops back to itself ({' -> '.join(map(str, _seen))})")
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of sections")
     parent = raw.pop("extends", None)
@@ -226,20 +307,28 @@ def load_recipe(path: str | os.PathLike, _seen: tuple = ()) -> dict:
     return deep_merge(base, validate_sections(raw, str(path)))
 
 
+def _override_value(item: str, text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', e)}); "
+                          "quote lists as a whole, e.g. \"data.train_chunks=[1,2]\"") from None
+
+
 def parse_overrides(items: list[str]) -> dict:
     """``["optim.lr=3e-4", "stages.4.trainer.epochs_per_chunk=1"]`` -> nested dict, validated."""
     nested: dict = {}
     for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
-        dotted, text = item.split("=", 1)
+        dotted, eq, text = item.partition("=")
         keys = dotted.strip().split(".")
-        if len(keys) < 2:
+        if not eq or len(keys) < 2 or not all(keys):
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         node = nested
         for k in keys[:-1]:
             node = node.setdefault(int(k) if k.isdigit() else k, {})
-        node[keys[-1]] = yaml.safe_load(text)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{k}' is set twice, as a value and as a section")
+        node[keys[-1]] = _override_value(item, text)
     return validate_sections(nested, "--set")
 
 
@@ -247,28 +336,49 @@ def build_config(raw: dict) -> Config:
     """Turn a validated (merged) mapping into a :class:`Config`."""
     kwargs = {}
     for section, cls in SECTIONS.items():
-        values = raw.get(section, {})
+        values = dict(raw.get(section, {}))
+        if section == "data":
+            shared = typing.get_type_hints(DataConfig)
+            values = {**{k: v for k, v in values.items() if k in shared},
+                      "options": {k: v for k, v in values.items() if k not in shared}}
         kwargs[section] = values if section in _RAW_SECTIONS else cls(**values)
     return Config(**kwargs)
 
 
+def config_from_dict(raw: dict, source: str) -> Config:
+    """A :class:`Config` from a plain mapping (a saved config, a checkpoint sidecar), validated."""
+    return build_config(validate_sections(raw, source))
+
+
+def environment_root(raw: dict, dataset: str) -> dict:
+    """``raw`` with ``data.root`` set from the adapter's environment variable, when that is set."""
+    env = DATASETS.get(dataset).root_env if dataset in DATASETS else ""
+    value = os.environ.get(env, "") if env else ""
+    return deep_merge(raw, {"data": {"root": value}}) if value else raw
+
+
+def resolve(raw: dict, overrides: list[str] | None = None) -> Config:
+    """Merge ``raw`` (recipe layers), the dataset's root environment variable, then ``--set``.
+
+    This is the one precedence rule: ``--set`` > environment > recipe > defaults (and the sample data
+    when no root is given at all).
+    """
+    over = parse_overrides(overrides or [])
+    dataset = deep_merge(raw, over).get("data", {}).get("dataset", DataConfig.dataset)
+    return build_config(deep_merge(environment_root(raw, dataset), over))
+
+
 def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults < recipe (with its ``extends`` chain) < ``--set`` overrides."""
-    raw = load_recipe(recipe) if recipe else {}
-    return build_config(deep_merge(raw, parse_overrides(overrides or [])))
+    """Defaults < recipe (with its ``extends`` chain) < environment < ``--set`` overrides."""
+    return resolve(load_recipe(recipe) if recipe else {}, overrides)
 
 
 def apply_overrides(cfg: Config, partial: dict, source: str) -> Config:
     """Return ``cfg`` with a partial section mapping (a stage or a model override) merged in."""
     checked = validate_sections(partial, source)
-    return build_config(deep_merge(cfg.to_dict(), checked))
+    return config_from_dict(deep_merge(cfg.to_dict(), checked), source)
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,4 +1,4 @@
-"""The model task contract every detector follows (DESIGN.md §3).
+"""The model task contract every deepfake model follows.
 
 A detector is an ``nn.Module`` that
 
@@ -17,7 +17,7 @@ and the bookkeeping keys ``video_id``, ``method``, ``frame_index``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn as nn
@@ -33,7 +33,7 @@ LABEL_NAMES = ("real", "fake")  # label 0 = real, 1 = fake, everywhere (never fl
 class InputSpec:
     """What a model needs from the data pipeline."""
 
-    crop: str = "face"            # face: resized crop with margin; context: wider box; native: no resampling
+    crop: Literal["face", "context", "native"] = "face"  # face: resized with margin; context: wider; native: as stored
     image_size: int = 224
     context_scale: float = 2.0    # context crop = this x the face box, centred on it (face = central 1/scale)
     clip_len: int = 1             # 1 -> batch["image"]; >1 -> batch["clip"] of consecutive frames
