@@ -8,13 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from utils.core.config import DataConfig
-from utils.data.adapters import ADAPTERS, DatasetLayoutError, build_index
+from utils.core.config import config_from_dict
+from utils.core.registry import DATASETS, register_dataset
+from utils.data.adapters import DatasetAdapter, DatasetLayoutError
+from utils.data.index import build_index
 from utils.data.leakage import LeakageError, check_no_leakage
 from utils.data.records import VideoRecord
 
 FFPP_SPLITS = {"train": [["000", "001"], ["002", "003"]], "val": [["004", "005"]], "test": [["006", "007"]]}
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+
+
+def DataConfig(**data):
+    """A data config as a recipe would give it (adapter options such as ``compression`` included)."""
+    return config_from_dict({"data": {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}},
+                            "test").data
 
 
 def touch(path: Path) -> None:
@@ -66,13 +74,13 @@ def test_ffpp_pairs_group_and_split(tmp_path):
 def test_ffpp_methods_faceshifter_and_splits_dir(tmp_path):
     root = make_ffpp(tmp_path / "ffpp", methods=FFPP_METHODS + ("FaceShifter",), compression="c40")
     (root / "splits").rename(tmp_path / "elsewhere")
-    recs = build_index(DataConfig(dataset="ffpp", compression="c40"), root, splits_dir=tmp_path / "elsewhere")
+    recs = build_index(DataConfig(dataset="ffpp", compression="c40", splits_dir=tmp_path / "elsewhere"), root)
     assert "FaceShifter" in {r.method for r in recs}              # used by default when present
-    only = build_index(DataConfig(dataset="ffpp", compression="c40", methods=["Face2Face"]), root,
-                       splits_dir=tmp_path / "elsewhere")
+    only = build_index(DataConfig(dataset="ffpp", compression="c40", methods=["Face2Face"],
+                                  splits_dir=tmp_path / "elsewhere"), root)
     assert {r.method for r in only} == {"original", "Face2Face"}
     with pytest.raises(DatasetLayoutError, match="c23"):          # wrong compression: folder named
-        build_index(DataConfig(dataset="ffpp", compression="c23"), root, splits_dir=tmp_path / "elsewhere")
+        build_index(DataConfig(dataset="ffpp", compression="c23", splits_dir=tmp_path / "elsewhere"), root)
     with pytest.raises(DatasetLayoutError, match="splits"):
         build_index(DataConfig(dataset="ffpp", compression="c40"), root)
 
@@ -105,6 +113,9 @@ def test_missing_root_shows_the_layout(tmp_path):
         assert marker in str(err.value) and "nowhere" in str(err.value)
     with pytest.raises(ValueError, match="celebdf, dfdc, ffpp"):
         build_index(DataConfig(dataset="imagenet"), tmp_path)
+    with pytest.raises(ValueError, match="celebdf, dfdc, ffpp"):   # a bare DataConfig: the registry says it
+        from utils.core.config import DataConfig as Bare
+        build_index(Bare(dataset="imagenet"), tmp_path)
 
 
 # ------------------------------------------------------------------------------------------ Celeb-DF
@@ -264,11 +275,19 @@ def test_leakage_guard_catches_a_planted_leak(tmp_path, caplog):
         build_index(DataConfig(dataset="dfdc", train_chunks=[0], val_chunks=[1], test_chunks=[2]), root)
 
 
-def test_custom_adapter_and_cap(tmp_path, monkeypatch):
-    def index_toy(cfg, root, seed, **kw):
-        return [rec(f"v{i}", f"g{i}", "train" if i < 40 else "val", int(i % 4 == 0)) for i in range(50)]
+def test_custom_adapter_and_cap(tmp_path):
+    @register_dataset("toy")
+    class Toy(DatasetAdapter):
+        def index(self, root, options, seed):
+            return [rec(f"v{i}", f"g{i}", "train" if i < 40 else "val", int(i % 4 == 0)) for i in range(50)]
 
-    monkeypatch.setitem(ADAPTERS, "toy", index_toy)
+    try:
+        _check_toy(tmp_path)
+    finally:
+        DATASETS.unregister("toy")
+
+
+def _check_toy(tmp_path):
     recs = build_index(DataConfig(dataset="toy", max_videos_per_split=8), tmp_path, seed=3)
     train = [r for r in recs if r.split == "train"]
     assert len(train) == 8 and sum(r.label for r in train) == 2   # label shares kept (1 fake in 4)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.data.cache import (build_cache, cache_is_complete, detection_frames, load_failures, load_index,
+from utils.data.cache import (BuildOptions, build_cache, cache_is_complete, detection_frames, load_failures, load_index,
                               plan_frames)
 from utils.data.cache_io import video_file
 from utils.data.faces import Detection, box_iou
@@ -112,14 +112,14 @@ def test_second_run_skips_and_partial_videos_are_redone(built):
     stamp = done.stat().st_mtime_ns
     astro = video_file(cache, "astronaut")
     astro.unlink()  # as if the build had been killed while writing it: only the temporary file is left
-    astro.with_name(astro.name + ".partial-123").write_bytes(b"half")
+    astro.with_name(f".{astro.name}.tmp-123").write_bytes(b"half")
     assert not cache_is_complete(cache, records)
     face_detector = FixedDetector(ASTRONAUT_FACE)
     summary = build_cache(records, cache, face_detector=face_detector)
     assert (summary["done"], summary["skipped"], summary["failed_before"]) == (1, 2, 2)
     assert face_detector.calls == 6  # only the astronaut's frames were decoded and searched again
     assert done.stat().st_mtime_ns == stamp and astro.is_file()
-    assert not list(astro.parent.glob("*.partial-*"))
+    assert not list(astro.parent.glob(".*.tmp-*"))
     assert {r["video_id"] for r in load_index(cache)} == {"carphone", "astronaut", "photo"}
     assert cache_is_complete(cache, records)
 
@@ -131,7 +131,7 @@ def test_dfdc_fakes_reuse_their_originals_boxes(tmp_path):
     records = [record("fake", tmp_path / "fake.mp4", 1, group="real", original="real", method="fake"),
                record("real", tmp_path / "real.mp4", 0, group="real")]
     face_detector = FixedDetector((30.0, 20.0, 70.0, 60.0))
-    build_cache(records, tmp_path / "cache", frames_per_video=6, clips_per_video=1, clip_frames=4,
+    build_cache(records, tmp_path / "cache", BuildOptions(frames_per_video=6, clips_per_video=1, clip_frames=4),
                 reuse_original_boxes=True, face_detector=face_detector)
     assert face_detector.calls == len(detection_frames(plan_frames(12, 6, 1, 4)[1]))  # the original's frames only
     real, fake = (np.load(video_file(tmp_path / "cache", v)) for v in ("real", "fake"))
@@ -147,8 +147,8 @@ def test_sharded_build_merges_the_ranks(tmp_path):
         records.append(record(f"v{k}", tmp_path / f"v{k}.mp4", k % 2, group=f"g{k}"))
     records.append(record("broken", tmp_path / "nope.mp4", 1))
     cache = tmp_path / "cache"
-    counts = [build_cache(records, cache, frames_per_video=4, clips_per_video=0, rank=r, world_size=2,
-                          face_detector=FixedDetector()) for r in (0, 1)]
+    counts = [build_cache(records, cache, BuildOptions(frames_per_video=4, clips_per_video=0), rank=r,
+                          world_size=2, face_detector=FixedDetector()) for r in (0, 1)]
     assert sum(c["done"] for c in counts) == 6 and sum(c["failed"] for c in counts) == 1
     assert all(c["done"] > 0 for c in counts)  # both ranks had work
     with open(cache / "index.csv") as f:  # merged by the rank that finished last
@@ -159,7 +159,8 @@ def test_sharded_build_merges_the_ranks(tmp_path):
 
 def test_parallel_workers_with_mtcnn(tmp_path):
     records = [record("carphone", carphone_path()), record("carphone2", carphone_path(), group="g2")]
-    summary = build_cache(records, tmp_path, frames_per_video=8, clips_per_video=1, clip_frames=4, workers=2)
+    summary = build_cache(records, tmp_path, BuildOptions(frames_per_video=8, clips_per_video=1, clip_frames=4),
+                          workers=2)
     assert summary["done"] == 2
     rows = load_index(tmp_path)
     a, b = ([r for r in rows if r["video_id"] == v] for v in ("carphone", "carphone2"))
@@ -181,7 +182,7 @@ def test_extract_faces_command(tmp_path, capsys):
             "fake.mp4": {"label": "FAKE", "split": "train", "original": "real.mp4"}}
     (chunk / "metadata.json").write_text(json.dumps(meta))
     args = ["--dataset", "dfdc", "--root", str(tmp_path / "dfdc"), "--cache", str(tmp_path / "c"),
-            "--chunks", "0", "--frames", "6", "--clips", "0", "--reuse-original-boxes"]
+            "--set", "data.train_chunks=[0]", "--frames", "6", "--clips", "0"]
     assert main(args) == 0
     assert "done 2 / skipped 0 / failed 1" in capsys.readouterr().out
     rows = load_index(tmp_path / "c")

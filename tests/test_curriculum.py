@@ -1,23 +1,49 @@
-"""Data roots resolve the same way for training, the index builder and extract_faces."""
+"""Data roots resolve by one rule everywhere: --set > environment > recipe > the sample data."""
 from __future__ import annotations
 
-from utils.core.config import load_config
-from utils.orchestration.curriculum import data_root
-from utils.data.adapters import _resolve_root
+import pytest
+
+from utils.core.config import load_config, load_recipe
+from utils.data.adapters import DatasetLayoutError
+from utils.data.index import build_index, data_root
+from utils.orchestration.curriculum import resolve_stage
 
 
-def test_environment_beats_recipe_beats_sample(tmp_path, monkeypatch):
-    env_root, recipe_root = tmp_path / "env", tmp_path / "recipe"
-    env_root.mkdir()
-    recipe_root.mkdir()
+def test_set_beats_environment_beats_recipe_beats_sample(tmp_path, monkeypatch):
+    env_root, recipe_root, set_root = (tmp_path / n for n in ("env", "recipe", "set"))
+    for p in (env_root, recipe_root, set_root):
+        p.mkdir()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data:\n  dataset: celebdf\n  root: {recipe_root}\n")
     monkeypatch.setenv("DEEPFAKE_SAMPLE_DIR", str(tmp_path / "sample"))
     monkeypatch.delenv("CELEBDF_ROOT", raising=False)
     bare = load_config(None, ["data.dataset=celebdf"])
-    assert data_root(bare) == (tmp_path / "sample" / "celebdf", True)
-    cfg = load_config(None, ["data.dataset=celebdf", f"data.root={recipe_root}"])
-    assert data_root(cfg) == (recipe_root, False)
-    assert _resolve_root(cfg.data, None) == recipe_root
+    assert data_root(bare.data) == (tmp_path / "sample" / "celebdf", True)
+    assert data_root(load_config(recipe).data) == (recipe_root, False)
     monkeypatch.setenv("CELEBDF_ROOT", str(env_root))
-    assert data_root(cfg) == (env_root, False)
-    assert _resolve_root(cfg.data, None) == env_root          # the index builder agrees with training
-    assert _resolve_root(cfg.data, recipe_root) == recipe_root  # an explicit root always wins
+    assert data_root(load_config(recipe).data) == (env_root, False)
+    assert data_root(load_config(recipe, [f"data.root={set_root}"]).data) == (set_root, False)
+
+
+def test_stage_takes_the_environment_variable_of_its_own_dataset(tmp_path, monkeypatch):
+    ffpp, celebdf = tmp_path / "ffpp", tmp_path / "celebdf"
+    recipe = tmp_path / "c.yaml"
+    recipe.write_text("data: {dataset: ffpp}\nstages:\n  1: {data: {dataset: ffpp}}\n  2: {data: {dataset: celebdf}}\n")
+    monkeypatch.setenv("FFPP_ROOT", str(ffpp))
+    monkeypatch.delenv("CELEBDF_ROOT", raising=False)
+    monkeypatch.setenv("DEEPFAKE_SAMPLE_DIR", str(tmp_path / "sample"))
+    raw = load_recipe(recipe)
+    assert resolve_stage(raw, "tm", 1).data.root == str(ffpp)
+    assert resolve_stage(raw, "tm", 2).data.root == ""          # FF++'s root never leaks into Celeb-DF
+    monkeypatch.setenv("CELEBDF_ROOT", str(celebdf))
+    assert resolve_stage(raw, "tm", 2).data.root == str(celebdf)
+    assert resolve_stage(raw, "tm", 2, [f"data.root={ffpp}"]).data.root == str(ffpp)
+
+
+def test_index_builder_agrees_with_training(tmp_path, monkeypatch):
+    """build_index looks where data_root says, and an explicit root wins."""
+    monkeypatch.delenv("DFDC_ROOT", raising=False)
+    cfg = load_config(None, ["data.dataset=dfdc", f"data.root={tmp_path / 'missing'}"])
+    for root, shown in ((None, "missing"), (tmp_path / "elsewhere", "elsewhere")):
+        with pytest.raises(DatasetLayoutError, match=f"(?s){shown}.*Expected layout"):
+            build_index(cfg.data, root)

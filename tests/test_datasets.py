@@ -190,18 +190,22 @@ def test_native_crop_pads_and_face_context_geometry():
 
 def test_build_dataset_follows_the_spec_and_the_batch_contract(coded_cache):
     cfg = DataConfig(dataset="dfdc", frames_per_video_train=4)
-    frames = build_dataset(coded_cache, "train", InputSpec(image_size=64), cfg, train=True)
+    records = [VideoRecord(v, "coded.mp4", label, "dfdc", "x", v, "train", chunk)
+               for v, label, chunk in (("a", 0, 0), ("b", 1, 1))]
+    frames = build_dataset(coded_cache, records, InputSpec(image_size=64), cfg, train=True)
     assert isinstance(frames, FrameDataset) and len(frames) == 2 * 4 and sorted(set(frames.labels)) == [0, 1]
     clip_spec = InputSpec(image_size=64, clip_len=4, audio=True)
-    clips = build_dataset(coded_cache, "train", clip_spec, cfg, train=False)
+    clips = build_dataset(coded_cache, records, clip_spec, cfg, train=False)
     assert isinstance(clips, ClipDataset) and len(clips) == 2 * 4
-    val_cfg = DataConfig(dataset="dfdc", val_chunks=[1])
-    val = build_dataset(coded_cache, "val", InputSpec(image_size=64), val_cfg, train=False)
-    assert {r["video_id"] for r in val.rows} == {"b"}  # DFDC chunk lists of the config pick the videos
-    with pytest.raises(ValueError, match="no 'test' frames"):
-        build_dataset(coded_cache, "test", InputSpec(), DataConfig(), train=False)
+    val = build_dataset(coded_cache, records[1:], InputSpec(image_size=64), cfg, train=False)
+    assert {r["video_id"] for r in val.rows} == {"b"}  # the records given pick the videos
+    relabelled = [VideoRecord("a", "coded.mp4", 1, "dfdc", "y", "a", "val", 0)]
+    again = build_dataset(coded_cache, relabelled, InputSpec(image_size=64), cfg, train=False)
+    assert set(again.labels) == {1} and again[0]["method"] == "y"  # labels come from the records, not the cache
+    with pytest.raises(ValueError, match="has no frames"):
+        build_dataset(coded_cache, [], InputSpec(), DataConfig(), train=False)
     with pytest.raises(ValueError, match="clip_frames >= 16"):
-        build_dataset(coded_cache, "train", InputSpec(clip_len=16), cfg, train=True)
+        build_dataset(coded_cache, records, InputSpec(clip_len=16), cfg, train=True)
     clips = pickle.loads(pickle.dumps(clips))  # DataLoader workers get a copy
     loader = DataLoader(clips, batch_size=4, num_workers=2, shuffle=True)
     batch = next(iter(loader))

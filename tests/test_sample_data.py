@@ -1,4 +1,4 @@
-"""The bundled sample-data generator (issue 3): layouts, decodability, faces, determinism, learnability.
+"""The bundled sample-data generator: layouts, decodability, faces, determinism, learnability.
 
 The small tree is generated once per session (conftest's shared ``sample_data``). The learnability tests
 train a small CNN on FF++ face crops cut from the ground-truth boxes; the figures are printed (``pytest -s``)

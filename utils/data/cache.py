@@ -13,6 +13,7 @@ launch``. Every unusable video lands in ``failures.csv`` with its reason; the ru
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -33,11 +34,12 @@ from utils.data.crops import region_bounds
 from utils.data.faces import FaceDetector, MTCNNDetector, select_track
 from utils.data.records import VideoRecord
 from utils.data.video import Frames, VideoReadError, read_audio, read_frames, video_info
+from utils.core.config import DataConfig
 from utils.core.model import InputSpec
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BuildOptions", "VideoSkipped", "build_cache", "cache_is_complete", "load_failures", "load_index",
+__all__ = ["BuildOptions", "VideoSkipped", "build_cache", "cache_location", "cache_is_complete", "load_failures", "load_index",
            "plan_frames", "process_video"]
 
 SAMPLE_RATE = 16000
@@ -45,18 +47,43 @@ SAMPLE_RATE = 16000
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Per-video settings of a cache build (see :func:`build_cache`)."""
+    """Per-video settings of a cache build; derived from the data config by :meth:`from_data`.
 
-    frames_per_video: int = 32
-    clips_per_video: int = 4
-    clip_frames: int = 8
-    margin: float = 0.3
+    Attributes:
+        frames_per_video: frames spread evenly over each video.
+        clips_per_video, clip_frames: runs of consecutive frames for clip models.
+        margin: the face-crop margin the stored area must allow (fraction of the box per side).
+        context_scale: widest crop (× face box) the stored area must allow.
+        min_region: stored areas are at least this many pixels square where the frame allows, so
+            ``native`` crops of that size need no padding.
+        audio: store the audio track where the video has one.
+        require_audio: a video without audio is a failure (audio-visual training sets).
+        backend: video decoder (``auto``, ``decord``, ``pyav``).
+        compress: zlib-compress the stored regions (lossless either way). Off: about twice the disk
+            and no inflate per sample, ~1.7x faster loading.
+    """
+
+    frames_per_video: int = DataConfig.frames_per_video
+    clips_per_video: int = DataConfig.clips_per_video
+    clip_frames: int = DataConfig.clip_frames
+    margin: float = DataConfig.margin
     context_scale: float = InputSpec.context_scale
     min_region: int = 256
     audio: bool = True
     require_audio: bool = False
     backend: str = "auto"
     compress: bool = True
+
+    @classmethod
+    def from_data(cls, data: DataConfig, **changes) -> "BuildOptions":
+        """The build settings a data config asks for (the one place they are read from it)."""
+        return cls(frames_per_video=data.frames_per_video, clips_per_video=data.clips_per_video,
+                   clip_frames=data.clip_frames, margin=data.margin, compress=data.cache_compress, **changes)
+
+    def key(self) -> str:
+        """What changes the stored content: two settings never share a cache folder."""
+        return (f"{self.frames_per_video}|{self.clips_per_video}|{self.clip_frames}|{self.margin}|"
+                f"{self.context_scale}|{self.min_region}|{self.compress}")
 
     @property
     def region_scale(self) -> float:
@@ -289,35 +316,32 @@ def _collect(results: Iterator[tuple], by_id: dict[str, VideoRecord], total: int
             logger.info("%d / %d videos processed", n, total)
 
 
-def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, *, frames_per_video: int = 32,
-                clips_per_video: int = 4, clip_frames: int = 8, margin: float = 0.3, audio: bool = True,
-                require_audio: bool = False, reuse_original_boxes: bool = False, workers: int = 1,
-                face_detector: FaceDetector | None = None, rank: int | None = None,
-                world_size: int | None = None, context_scale: float = InputSpec.context_scale,
-                min_region: int = 256, retry_failed: bool = False, backend: str = "auto",
-                compress: bool = True) -> dict:
+def cache_location(data: DataConfig, root: Path, opts: BuildOptions | None = None) -> Path:
+    """``data.cache``, else ``<cache_root>/<dataset>-<hash>`` of the root and the build settings, so two
+    roots, or two frame budgets, never share a cache. (What a split holds is not part of the key:
+    datasets select their videos from the index of the current run.)"""
+    if data.cache:
+        return Path(data.cache)
+    opts = opts or BuildOptions.from_data(data)
+    key = hashlib.sha1(f"{root.resolve()}|{opts.key()}".encode()).hexdigest()[:8]
+    return Path(data.cache_root) / f"{data.dataset}-{key}"
+
+
+def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, opts: BuildOptions | None = None, *,
+                reuse_original_boxes: bool = False, workers: int = 1, face_detector: FaceDetector | None = None,
+                rank: int | None = None, world_size: int | None = None, retry_failed: bool = False) -> dict:
     """Build (or complete) the face-crop cache for ``records``.
 
     Args:
         records: videos from an adapter.
         cache_dir: output folder (created).
-        frames_per_video: frames spread evenly over each video.
-        clips_per_video, clip_frames: runs of consecutive frames for clip models.
-        margin: the face-crop margin the stored area must allow (fraction of the box per side).
-        audio: store the audio track where the video has one.
-        require_audio: a video without audio is a failure (audio-visual training sets).
+        opts: per-video settings (default: :class:`BuildOptions` defaults).
         reuse_original_boxes: fakes whose ``original`` is among ``records`` take its boxes instead of
-            running the face detector (DFDC fakes are pixel-aligned with their original).
+            running the face detector (the dataset adapter says when fakes are pixel-aligned).
         workers: processes; each runs its own face detector with one torch thread.
         face_detector: a :class:`FaceDetector` (default: MTCNN on the CPU).
         rank, world_size: this process's shard (default: ``RANK`` / ``WORLD_SIZE`` env, else 0 / 1).
-        context_scale: widest crop (× face box) the stored area must allow.
-        min_region: stored areas are at least this many pixels square where the frame allows, so
-            ``native`` crops of that size need no padding.
         retry_failed: also redo videos listed in ``failures.csv`` by an earlier run.
-        backend: video decoder (``auto``, ``decord``, ``pyav``).
-        compress: zlib-compress the stored regions (lossless either way). Off: about twice the disk
-            (video regions compress only to ~50 %) and no inflate per sample, ~1.7x faster loading.
 
     Returns:
         Summary counts ``done``, ``skipped`` (already cached), ``failed`` (this run, plus
@@ -331,8 +355,7 @@ def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, *, fra
     if world > 1:  # a part left by an earlier run must not be merged as if it were this run's
         for kind in ("index", "failures"):
             (cache_dir / part_name(kind, rank, world)).unlink(missing_ok=True)
-    opts = BuildOptions(frames_per_video, clips_per_video, clip_frames, margin, context_scale, min_region,
-                        audio, require_audio, backend, compress)
+    opts = opts or BuildOptions()
     known_failures = {} if retry_failed else {f["video_id"]: f for f in load_failures(cache_dir)}
     by_id = {r.video_id: r for r in mine}
     tally = _Tally()

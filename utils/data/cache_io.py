@@ -14,7 +14,6 @@ the rank that finishes last merges them, and :func:`load_index` merges parts new
 from __future__ import annotations
 
 import csv
-import os
 import re
 import zlib
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from utils.core.errors import InputError
+from utils.core.fileio import atomic_write, remove_stale_temporaries
 from utils.data.records import VideoRecord
 
 INDEX_FIELDS = ("video_id", "frame_index", "run", "crop_file", "slot", "x1", "y1", "x2", "y2", "detected",
@@ -33,7 +34,7 @@ _FLOAT = ("x1", "y1", "x2", "y2", "time")
 _BOOL = ("detected", "has_audio")
 
 
-class CacheError(RuntimeError):
+class CacheError(InputError):
     """A cache that is missing or unreadable."""
 
 
@@ -53,29 +54,27 @@ def video_file(cache_dir: str | Path, video_id: str) -> Path:
 
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
-    """``np.savez_compressed`` (or ``np.savez``) to a temporary name, then rename: a killed build
-    leaves no half file.
+    """``np.savez_compressed`` (or ``np.savez``) written atomically: a killed build leaves no half file.
 
-    Temporaries left by a killed earlier build of the same video are removed first.
+    Temporaries left by a killed earlier build of the same video are removed first (one rank owns a
+    video, so no other process is writing them).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(path.name + ".partial-*"):
-        stale.unlink(missing_ok=True)
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        (np.savez_compressed if compress else np.savez)(f, **arrays)
-    os.replace(tmp, path)
+    remove_stale_temporaries(path.parent, path.name)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            (np.savez_compressed if compress else np.savez)(f, **arrays)
+    atomic_write(path, write)
 
 
 def write_csv_atomic(path: Path, fields: Iterable[str], rows: Iterable[dict]) -> None:
-    """Write rows as CSV to a temporary name, then rename (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    """Write rows as CSV atomically (readers never see half a file)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    atomic_write(path, write)
 
 
 def _typed(row: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Crop policies: what part of a frame around the face a model sees (DESIGN.md §2).
+"""Crop policies: what part of a frame around the face a model sees.
 
 All three policies cut from a *region*: the pixels of a source frame starting at ``origin`` (x, y)
 in source pixels — a whole frame (origin 0, 0) at prediction time, or the stored area around the

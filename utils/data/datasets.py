@@ -14,7 +14,6 @@ gigabytes of dicts that every forked worker would slowly copy.
 from __future__ import annotations
 
 import logging
-import random
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,10 +23,12 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.core.config import DataConfig
+from utils.core.model import InputSpec
 from utils.data.audio import mel_window
 from utils.data.cache_io import load_index
 from utils.data.crops import crop_window, cut_window
-from utils.core.model import InputSpec
+from utils.data.records import VideoRecord
+from utils.data.transforms import build_transforms
 
 logger = logging.getLogger(__name__)
 
@@ -260,30 +261,6 @@ class ClipDataset(_CacheDataset):
         return sample
 
 
-def _in_split(split: str, data_cfg: DataConfig) -> Callable[[dict], bool]:
-    """Row filter of a split; DFDC chunk lists in the config, when set, override the stored split."""
-    lists = {"train": data_cfg.train_chunks, "val": data_cfg.val_chunks, "test": data_cfg.test_chunks}
-    chunks = set(lists.get(split) or ())
-    if data_cfg.dataset == "dfdc" and chunks:
-        return lambda r: r["chunk"] in chunks
-    return lambda r: r["split"] == split
-
-
-def _limit_videos(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
-    """Rows of at most ``n`` videos: a seeded draw that keeps each label's share (at least one each)."""
-    by_label: dict[int, set[str]] = defaultdict(set)
-    for r in rows:
-        by_label[r["label"]].add(r["video_id"])
-    total = sum(len(v) for v in by_label.values())
-    if n <= 0 or total <= n:
-        return rows
-    rng, keep = random.Random(seed), set()
-    for label in sorted(by_label):
-        ids = sorted(by_label[label])
-        keep.update(rng.sample(ids, min(len(ids), max(1, round(n * len(ids) / total)))))
-    return [r for r in rows if r["video_id"] in keep]
-
-
 def _limit_frames(rows: list[dict], n: int) -> list[dict]:
     """At most ``n`` frames per video, spread evenly over the stored ones."""
     per_video: dict[str, list[dict]] = defaultdict(list)
@@ -297,9 +274,21 @@ def _limit_frames(rows: list[dict], n: int) -> list[dict]:
     return out
 
 
-def build_dataset(cache_dir: str | Path, split: str, spec: InputSpec, data_cfg: DataConfig, train: bool,
-                  transform: Transform | None = None) -> Dataset:
-    """The dataset a model needs for one split of a cache.
+def _rows_of(cache_dir: str | Path, records: Sequence[VideoRecord], clips: bool) -> list[dict]:
+    """Index rows of ``records``' videos (spread frames, or frames of runs for clips), with the label,
+    method and split of the records: what the adapter says now, not what it said when the cache was
+    built (a class map or another validation carve changes labels and splits, not pixels)."""
+    by_id = {r.video_id: r for r in records}
+    rows = load_index(cache_dir, where=lambda r: r["video_id"] in by_id and (r["run"] >= 0) == clips)
+    for row in rows:
+        rec = by_id[row["video_id"]]
+        row.update(label=rec.label, method=rec.method, split=rec.split)
+    return rows
+
+
+def build_dataset(cache_dir: str | Path, records: Sequence[VideoRecord], spec: InputSpec, data_cfg: DataConfig,
+                  train: bool, transform: Transform | None = None) -> Dataset:
+    """The dataset a model needs over the videos of ``records`` (one split, or one phase of it).
 
     ``spec.clip_len > 1`` gives a :class:`ClipDataset` over the stored runs, otherwise a
     :class:`FrameDataset` over the evenly spread frames (at most ``data_cfg.frames_per_video_train``
@@ -307,18 +296,17 @@ def build_dataset(cache_dir: str | Path, split: str, spec: InputSpec, data_cfg: 
     data_cfg.clahe)`` unless one is given.
 
     Raises:
-        ValueError: the split has no rows in the cache.
+        ValueError: the cache holds no rows for these videos.
     """
-    in_split, clips = _in_split(split, data_cfg), spec.clip_len > 1
-    rows = load_index(cache_dir, where=lambda r: in_split(r) and (r["run"] >= 0) == clips)
-    rows = _limit_videos(rows, data_cfg.max_videos_per_split)
+    clips = spec.clip_len > 1
+    rows = _rows_of(cache_dir, records, clips)
     if not rows:
         what = "clips" if clips else "frames"
-        raise ValueError(f"the cache {cache_dir} has no '{split}' {what}: check the split settings "
-                         "(data.train_chunks / val_chunks / test_chunks for DFDC) and, for clips, the "
-                         "cache's clips_per_video, or rebuild the cache")
+        splits = sorted({r.split for r in records})
+        raise ValueError(f"the cache {cache_dir} has no {what} for the {len(records)} {'/'.join(splits)} "
+                         "video(s) asked for: check the split settings and, for clips, the cache's "
+                         "clips_per_video, or rebuild the cache")
     if transform is None:
-        from utils.data.transforms import build_transforms
         transform = build_transforms(spec, train=train and data_cfg.augment, clahe=data_cfg.clahe)
     if clips:
         return ClipDataset(rows, cache_dir, spec, transform, margin=data_cfg.margin, train=train)

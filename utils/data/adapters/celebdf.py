@@ -18,7 +18,7 @@ with two look-alike clusters: ~22 %); the log line gives the real count.
 
 The official test list is fixed. It shares identities with the rest of the dataset (that is how
 the benchmark was published), so train/val are guarded strictly while overlap with the test list is
-reported as a warning with counts (``FIXED_SPLITS`` in the adapter registry), not raised.
+reported as a warning with counts (the adapter's ``fixed_splits``), not raised.
 """
 from __future__ import annotations
 
@@ -29,9 +29,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.core.config import DataConfig
+from utils.core.registry import register_dataset
+from utils.data.adapters.base import DatasetAdapter
+from utils.core.errors import ConfigError
 from utils.data.adapters.common import (
-    absolute, layout_error, mp4_names, natural_key, require_dir, warn_missing,
+    DatasetLayoutError, absolute, layout_error, mp4_names, natural_key, require_dir, warn_missing,
 )
 from utils.data.records import VideoRecord
 
@@ -93,17 +95,17 @@ def read_test_list(path: Path) -> list[_Video]:
         parts = raw.split()
         folder, _, name = parts[1].partition("/") if len(parts) == 2 else ("", "", "")
         if len(parts) != 2 or parts[0] not in ("0", "1") or folder not in FOLDERS:
-            raise ValueError(f"{where}: expected '<1|0> <folder>/<file>.mp4' with 1 = real, 0 = fake and "
+            raise DatasetLayoutError(f"{where}: expected '<1|0> <folder>/<file>.mp4' with 1 = real, 0 = fake and "
                              f"folder one of {FOLDERS}, got {raw.strip()!r}")
         video = parse_name(folder, name)
         if video is None:
-            raise ValueError(f"{where}: '{name}' does not follow the {folder} naming {_PATTERN[folder]}")
+            raise DatasetLayoutError(f"{where}: '{name}' does not follow the {folder} naming {_PATTERN[folder]}")
         if 1 - int(parts[0]) != video.label:  # the list says 1 = real; we say 1 = fake
             meaning, holds = ("real" if parts[0] == "1" else "fake"), ("fake" if video.label else "real")
-            raise ValueError(f"{where}: label {parts[0]} means {meaning} in this list (1 = real, 0 = fake) "
+            raise DatasetLayoutError(f"{where}: label {parts[0]} means {meaning} in this list (1 = real, 0 = fake) "
                              f"but {folder} holds {holds} videos")
         if video.key in seen:
-            raise ValueError(f"{where}: {video.key} is listed twice (first on line {seen[video.key]})")
+            raise DatasetLayoutError(f"{where}: {video.key} is listed twice (first on line {seen[video.key]})")
         seen[video.key] = lineno
         videos.append(video)
     if len(videos) != OFFICIAL_TEST_SIZE:
@@ -226,30 +228,41 @@ def _split_pool(pool: list[_Video], fraction: float, seed: int) -> dict[_Video, 
     return split_of
 
 
-def index_celebdf(cfg: DataConfig, root: Path, seed: int = 0,
-                  test_list: str | Path | None = None) -> list[VideoRecord]:
-    """Celeb-DF v2 video records (label 1 = fake, converted from the list's 1 = real).
+@dataclass(frozen=True)
+class CelebDFOptions:
+    val_fraction: float = 0.15      # share of training identities held out for validation
+    test_list: str = ""             # the official list; empty = <root>/List_of_testing_videos.txt
 
-    Args:
-        cfg: data config (``val_fraction``: share of training videos held out, by identity).
-        root: the Celeb-DF-v2 folder.
-        seed: seeds the validation draw.
-        test_list: path of the official list; default ``<root>/List_of_testing_videos.txt``.
-    """
-    root = absolute(root)
-    require_dir(root, LAYOUT, "Celeb-DF root")
-    if not 0.0 <= cfg.val_fraction < 1.0:
-        raise ValueError(f"celebdf: data.val_fraction must be in [0, 1), got {cfg.val_fraction}")
-    list_path = absolute(test_list) if test_list else root / TEST_LIST
-    listed = read_test_list(list_path)
-    on_disk = {f: mp4_names(require_dir(root / f, LAYOUT, "Celeb-DF folder")) for f in FOLDERS}
-    test = [v for v in listed if v.name in on_disk[v.folder]]
-    for folder in FOLDERS:
-        wanted = [v.name for v in listed if v.folder == folder]
-        warn_missing("celebdf", root / folder, [n for n in wanted if n not in on_disk[folder]], len(wanted),
-                     list_path.name)
-    split_of = _split_pool(_scan(root, {v.key for v in listed}), cfg.val_fraction, seed)
-    split_of.update({v: "test" for v in test})
+
+@register_dataset("celebdf")
+class CelebDF(DatasetAdapter):
+    """Celeb-DF v2 (Li et al., CVPR 2020): official test list, identity-grouped validation carve."""
+
+    root_env = "CELEBDF_ROOT"
+    layout = LAYOUT
+    Options = CelebDFOptions
+    fixed_splits = ("test",)
+
+    def index(self, root: Path, options: CelebDFOptions, seed: int = 0) -> list[VideoRecord]:
+        """Video records (label 1 = fake, converted from the list's 1 = real); ``seed`` draws validation."""
+        root = absolute(root)
+        require_dir(root, LAYOUT, "Celeb-DF root")
+        if not 0.0 <= options.val_fraction < 1.0:
+            raise ConfigError(f"celebdf: data.val_fraction must be in [0, 1), got {options.val_fraction}")
+        list_path = absolute(options.test_list) if options.test_list else root / TEST_LIST
+        listed = read_test_list(list_path)
+        on_disk = {f: mp4_names(require_dir(root / f, LAYOUT, "Celeb-DF folder")) for f in FOLDERS}
+        test = [v for v in listed if v.name in on_disk[v.folder]]
+        for folder in FOLDERS:
+            wanted = [v.name for v in listed if v.folder == folder]
+            warn_missing("celebdf", root / folder, [n for n in wanted if n not in on_disk[folder]], len(wanted),
+                         list_path.name)
+        split_of = _split_pool(_scan(root, {v.key for v in listed}), options.val_fraction, seed)
+        split_of.update({v: "test" for v in test})
+        return _records(root, split_of)
+
+
+def _records(root: Path, split_of: dict[_Video, str]) -> list[VideoRecord]:
     groups = assign_groups(split_of)
     present = {v.key for v in split_of}
     records = []

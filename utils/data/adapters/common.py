@@ -8,14 +8,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+from utils.core.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 _SHOW = 5  # missing files named in a warning; the rest are counted
 _WS = " \t\r\n"
 
 
-class DatasetLayoutError(ValueError):
-    """A dataset root or folder is missing or not laid out as the adapter expects."""
+class DatasetLayoutError(InputError):
+    """A dataset root, folder or index file is missing or not laid out as the adapter expects."""
 
 
 def layout_error(problem: str, layout: str) -> DatasetLayoutError:
@@ -73,7 +75,7 @@ def json_entries(path: Path) -> tuple[Any, list[tuple[int, Any, Any]]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        raise DatasetLayoutError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
     if not isinstance(data, (list, dict)):
         return data, []
     decoder, entries = json.JSONDecoder(), []

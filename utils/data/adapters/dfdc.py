@@ -11,9 +11,13 @@ import logging
 import re
 from pathlib import Path
 
-from utils.core.config import DataConfig
+from dataclasses import dataclass, field
+
+from utils.core.registry import register_dataset
+from utils.data.adapters.base import DatasetAdapter
+from utils.core.errors import ConfigError
 from utils.data.adapters.common import (
-    absolute, json_entries, layout_error, mp4_names, require_dir, warn_missing,
+    DatasetLayoutError, absolute, json_entries, layout_error, mp4_names, require_dir, warn_missing,
 )
 from utils.data.records import VideoRecord
 
@@ -68,12 +72,19 @@ def find_chunks(root: Path) -> tuple[dict[int, Path], dict[int, Path]]:
     return found, broken
 
 
-def chunk_splits(cfg: DataConfig, found: list[int]) -> dict[int, str]:
-    """``{chunk: split}`` from the config lists; with no lists, ~70/10/20 % of the chunks found, in order."""
-    lists = {"train": cfg.train_chunks, "val": cfg.val_chunks, "test": cfg.test_chunks}
+@dataclass(frozen=True)
+class DFDCOptions:
+    train_chunks: list[int] = field(default_factory=list)   # chunk numbers; empty lists: a default split
+    val_chunks: list[int] = field(default_factory=list)
+    test_chunks: list[int] = field(default_factory=list)
+
+
+def chunk_splits(options: DFDCOptions, found: list[int]) -> dict[int, str]:
+    """``{chunk: split}`` from the option lists; with none, ~70/10/20 % of the chunks found, in order."""
+    lists = {"train": options.train_chunks, "val": options.val_chunks, "test": options.test_chunks}
     if not any(lists.values()):
         if len(found) < 3:
-            raise ValueError(f"dfdc: set data.train_chunks / val_chunks / test_chunks (chunks found: "
+            raise ConfigError(f"dfdc: set data.train_chunks / val_chunks / test_chunks (chunks found: "
                              f"{found}); with fewer than 3 chunks no default split is possible")
         n_test, n_val = max(1, round(0.2 * len(found))), max(1, round(0.1 * len(found)))
         n_train = len(found) - n_test - n_val
@@ -85,7 +96,7 @@ def chunk_splits(cfg: DataConfig, found: list[int]) -> dict[int, str]:
     for split, chunks in lists.items():
         for c in chunks:
             if c in split_of:
-                raise ValueError(f"dfdc: chunk {c} is in both data.{split_of[c]}_chunks and "
+                raise ConfigError(f"dfdc: chunk {c} is in both data.{split_of[c]}_chunks and "
                                  f"data.{split}_chunks")
             split_of[c] = split
     return split_of
@@ -96,19 +107,19 @@ def read_chunk(folder: Path, chunk: int, split: str) -> list[VideoRecord]:
     path = folder / METADATA
     data, entries = json_entries(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}:1: expected a JSON object keyed by video file name")
+        raise DatasetLayoutError(f"{path}:1: expected a JSON object keyed by video file name")
     names, records, missing, seen = mp4_names(folder), [], [], set()
     for line, name, meta in entries:
         where = f"{path}:{line}"
         if not (isinstance(name, str) and name.endswith(".mp4")) or name in seen:
-            raise ValueError(f"{where}: key {name!r} is not a .mp4 file name or is listed twice")
+            raise DatasetLayoutError(f"{where}: key {name!r} is not a .mp4 file name or is listed twice")
         seen.add(name)
         label = meta.get("label") if isinstance(meta, dict) else None
         if label not in ("REAL", "FAKE"):
-            raise ValueError(f"{where}: {name}: expected \"label\": \"REAL\" or \"FAKE\", got {meta!r}")
+            raise DatasetLayoutError(f"{where}: {name}: expected \"label\": \"REAL\" or \"FAKE\", got {meta!r}")
         original = meta.get("original")
         if label == "FAKE" and not (isinstance(original, str) and original.endswith(".mp4")):
-            raise ValueError(f"{where}: {name}: a FAKE entry needs \"original\": \"<file>.mp4\", "
+            raise DatasetLayoutError(f"{where}: {name}: a FAKE entry needs \"original\": \"<file>.mp4\", "
                              f"got {meta!r}")
         if name not in names:
             missing.append(name)
@@ -122,26 +133,37 @@ def read_chunk(folder: Path, chunk: int, split: str) -> list[VideoRecord]:
     return records
 
 
-def index_dfdc(cfg: DataConfig, root: Path, seed: int = 0) -> list[VideoRecord]:
-    """DFDC video records for the chunks named in ``cfg.{train,val,test}_chunks``; group = ``original``.
+@register_dataset("dfdc")
+class DFDC(DatasetAdapter):
+    """DFDC full training set (Dolhansky et al., 2020): 50 chunks, split by chunk lists.
 
-    Args:
-        cfg: data config (the three chunk lists).
-        root: the folder holding the ``dfdc_train_part_N`` folders.
-        seed: unused (splits come from the chunk lists); part of the adapter signature.
+    Fakes are pixel-aligned with their original, so the face cache reuses the original's boxes;
+    training walks the training chunks in the order listed (``trainer.epochs_per_chunk``).
     """
-    del seed
-    root = require_dir(absolute(root), LAYOUT, "DFDC root")
-    found, broken = find_chunks(root)
-    if not found and not broken:
-        raise layout_error(f"no dfdc_train_part_N folders under {root}", LAYOUT)
-    split_of = chunk_splits(cfg, sorted(found))
-    absent = sorted(c for c in split_of if c not in found)
-    if absent:
-        detail = "".join(f"; chunk {c}: {broken[c]} has no {METADATA}" for c in absent if c in broken)
-        raise layout_error(f"DFDC chunk(s) {absent} asked for but not found under {root} "
-                           f"(chunks found: {sorted(found) or 'none'}){detail}", LAYOUT)
-    records = []
-    for chunk in sorted(split_of):
-        records += read_chunk(found[chunk], chunk, split_of[chunk])
-    return records
+
+    root_env = "DFDC_ROOT"
+    layout = LAYOUT
+    Options = DFDCOptions
+    reuse_original_boxes = True
+
+    def index(self, root: Path, options: DFDCOptions, seed: int = 0) -> list[VideoRecord]:
+        """Records of the chunks named in the three chunk lists; group = ``original``; ``seed`` unused."""
+        root = require_dir(absolute(root), LAYOUT, "DFDC root")
+        found, broken = find_chunks(root)
+        if not found and not broken:
+            raise layout_error(f"no dfdc_train_part_N folders under {root}", LAYOUT)
+        split_of = chunk_splits(options, sorted(found))
+        absent = sorted(c for c in split_of if c not in found)
+        if absent:
+            detail = "".join(f"; chunk {c}: {broken[c]} has no {METADATA}" for c in absent if c in broken)
+            raise layout_error(f"DFDC chunk(s) {absent} asked for but not found under {root} "
+                               f"(chunks found: {sorted(found) or 'none'}){detail}", LAYOUT)
+        records = []
+        for chunk in sorted(split_of):
+            records += read_chunk(found[chunk], chunk, split_of[chunk])
+        return records
+
+    def phases(self, records: list[VideoRecord], options: DFDCOptions) -> list[tuple[str, list[VideoRecord]]]:
+        """One phase per training chunk, in the order ``train_chunks`` lists them."""
+        order = options.train_chunks or sorted({r.chunk for r in records})
+        return [(f"chunk {c}", [r for r in records if r.chunk == c]) for c in order]

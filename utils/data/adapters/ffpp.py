@@ -10,9 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from utils.core.config import DataConfig
+from dataclasses import dataclass, field
+
+from utils.core.registry import register_dataset
+from utils.data.adapters.base import DatasetAdapter
+from utils.core.errors import ConfigError
 from utils.data.adapters.common import (
-    absolute, json_entries, layout_error, mp4_names, require_dir, warn_missing,
+    DatasetLayoutError, absolute, json_entries, layout_error, mp4_names, require_dir, warn_missing,
 )
 from utils.data.records import SPLITS, VideoRecord
 
@@ -29,7 +33,7 @@ LAYOUT = """\
       <method>: Deepfakes, Face2Face, FaceSwap, NeuralTextures (and FaceShifter when downloaded)
   splits/{train,val,test}.json   JSON lists of id pairs [["071", "054"], …]
       (not in the download: copy dataset/splits from the FaceForensics GitHub repository,
-       or point the adapter at them with splits_dir=…)
+       or point data.splits_dir at the folder holding them)
 """
 
 
@@ -44,17 +48,17 @@ def read_split_pairs(splits_dir: Path) -> dict[str, list[tuple[str, str]]]:
             raise layout_error(f"FF++ split file not found: {path}", LAYOUT)
         data, entries = json_entries(path)
         if not isinstance(data, list):
-            raise ValueError(f"{path}:1: expected a JSON list of id pairs like [[\"071\", \"054\"], …]")
+            raise DatasetLayoutError(f"{path}:1: expected a JSON list of id pairs like [[\"071\", \"054\"], …]")
         pairs[split] = []
         for line, index, entry in entries:
             where = f"{path}:{line}"
             if not (isinstance(entry, list) and len(entry) == 2
                     and all(isinstance(v, str) and v for v in entry)):
-                raise ValueError(f"{where}: entry {index} is {entry!r}, "
+                raise DatasetLayoutError(f"{where}: entry {index} is {entry!r}, "
                                  "expected a pair of ids like [\"071\", \"054\"]")
             for vid in entry:
                 if vid in seen:
-                    raise ValueError(f"{where}: id '{vid}' is already listed at {seen[vid]}; "
+                    raise DatasetLayoutError(f"{where}: id '{vid}' is already listed at {seen[vid]}; "
                                      "each FF++ id belongs to exactly one pair")
                 seen[vid] = where
             pairs[split].append((entry[0], entry[1]))
@@ -86,7 +90,7 @@ def method_dirs(root: Path, compression: str, methods: list[str]) -> dict[str, P
             logger.warning("ffpp: default method(s) %s not found under %s; using %s",
                            absent, manipulated, chosen)
     if "DeepFakeDetection" in chosen:
-        raise ValueError("ffpp: DeepFakeDetection has no official id-pair split and a different naming; "
+        raise ConfigError("ffpp: DeepFakeDetection has no official id-pair split and a different naming; "
                          "it is not supported by this adapter")
     return {m: folder(m) for m in chosen}
 
@@ -102,27 +106,44 @@ def _collect(folder: Path, wanted: list[tuple[str, dict]], source: str) -> list[
     return found
 
 
-def index_ffpp(cfg: DataConfig, root: Path, seed: int = 0,
-               splits_dir: str | Path | None = None) -> list[VideoRecord]:
-    """FF++ video records: originals once each, fakes ``a_b`` and ``b_a`` per method; group = sorted pair.
+@dataclass(frozen=True)
+class FFPPOptions:
+    compression: str = "c23"        # raw | c23 | c40
+    methods: list[str] = field(default_factory=list)  # empty = the four defaults (+ FaceShifter if present)
+    splits_dir: str = ""            # folder of {train,val,test}.json; empty = <root>/splits
 
-    Args:
-        cfg: data config (``compression``, ``methods``).
-        root: the FF++ root (``original_sequences/`` and ``manipulated_sequences/`` inside).
-        seed: unused (the official splits are fixed); part of the adapter signature.
-        splits_dir: folder with ``{train,val,test}.json``; default ``<root>/splits``.
-    """
-    del seed
-    root = absolute(root)
-    require_dir(root, LAYOUT, "FF++ root")
-    if cfg.compression not in COMPRESSIONS:
-        raise ValueError(f"ffpp: compression '{cfg.compression}' is not one of {COMPRESSIONS}")
-    real_dir = require_dir(root / "original_sequences" / "youtube" / cfg.compression / "videos", LAYOUT,
-                           "FF++ originals folder")
-    fakes = method_dirs(root, cfg.compression, cfg.methods)
-    pairs = read_split_pairs(absolute(splits_dir) if splits_dir else root / "splits")
-    source = f"{'/'.join(SPLITS)}.json"
 
+@register_dataset("ffpp")
+class FaceForensics(DatasetAdapter):
+    """FaceForensics++ (Rössler et al., ICCV 2019): originals and method folders, official pair splits."""
+
+    root_env = "FFPP_ROOT"
+    layout = LAYOUT
+    Options = FFPPOptions
+
+    def index(self, root: Path, options: FFPPOptions, seed: int = 0) -> list[VideoRecord]:
+        """Originals once each, fakes ``a_b`` and ``b_a`` per method; group = the sorted id pair.
+
+        The official splits are fixed, so ``seed`` is unused.
+        """
+        root = absolute(root)
+        require_dir(root, LAYOUT, "FF++ root")
+        if options.compression not in COMPRESSIONS:
+            raise ConfigError(f"ffpp: data.compression '{options.compression}' is not one of {COMPRESSIONS}")
+        real_dir = require_dir(root / "original_sequences" / "youtube" / options.compression / "videos", LAYOUT,
+                               "FF++ originals folder")
+        fakes = method_dirs(root, options.compression, options.methods)
+        pairs = read_split_pairs(absolute(options.splits_dir) if options.splits_dir else root / "splits")
+        reals, by_method = _wanted(pairs, fakes)
+        source = f"{'/'.join(SPLITS)}.json"
+        records = _collect(real_dir, reals, source)
+        for method, wanted in by_method.items():
+            records += _collect(fakes[method], wanted, source)
+        return records
+
+
+def _wanted(pairs: dict[str, list[tuple[str, str]]], fakes: dict[str, Path]):
+    """(file name, record fields) of every real and, per method, every fake the split files name."""
     reals: list[tuple[str, dict]] = []
     by_method: dict[str, list[tuple[str, dict]]] = {m: [] for m in fakes}
     for split, split_pairs in pairs.items():
@@ -137,7 +158,4 @@ def index_ffpp(cfg: DataConfig, root: Path, seed: int = 0,
                     by_method[method].append((f"{target}_{src}.mp4", dict(
                         common, label=1, video_id=f"{method}/{target}_{src}", method=method,
                         original=f"original/{target}")))
-    records = _collect(real_dir, reals, source)
-    for method, wanted in by_method.items():
-        records += _collect(fakes[method], wanted, source)
-    return records
+    return reals, by_method

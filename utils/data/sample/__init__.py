@@ -6,7 +6,7 @@ techniques their method names stand for. See :func:`make_sample_data`.
 
 Modules: ``sources`` (the real material), ``actors`` (identities and shots), ``render`` (shots to frames
 with ground-truth boxes), ``manipulations`` (one function per fake method), ``audio`` (speech that follows
-the mouth, audio-only fakes), ``writers`` (H.264/AAC mp4), ``layouts`` (the three trees), ``generate``
+the mouth, audio-only fakes), ``layouts`` (the three trees), ``generate``
 (parallel, idempotent, atomic writing).
 """
 from utils.data.sample.generate import (

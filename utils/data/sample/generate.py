@@ -19,7 +19,9 @@ from utils.data.sample import audio
 from utils.data.sample.layouts import PLANNERS, SCALES, Job, Output
 from utils.data.sample.manipulations import METHODS
 from utils.data.sample.render import Footage, render
-from utils.data.sample.writers import write_mp4
+from utils.data.video import write_video
+
+CRF = 23   # FF++ "c23": x264 constant rate factor 23, for every video of every dataset
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +177,7 @@ def write_job(root: str, job: Job, seed: int) -> dict[str, dict]:
             frames = METHODS[out.manipulation](target, get(out.source), rng)
         sound = _soundtrack(out, voice)
         path = Path(root) / out.path
-        write_mp4(path, frames, target.fps, sound)
+        write_video(path, frames, target.fps, sound, audio.SAMPLE_RATE, crf=CRF, deterministic=True)
         entries[out.path] = {
             "label": out.label, "method": out.method, "original": out.original or None,
             "source": shots[out.source].identity.name if out.source else None,

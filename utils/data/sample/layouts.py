@@ -1,4 +1,4 @@
-"""What goes where: the FF++, Celeb-DF v2 and DFDC trees of the sample data (REFERENCE.md §1).
+"""What goes where: the FF++, Celeb-DF v2 and DFDC trees of the sample data (see docs/DATASETS.md).
 
 Each planner draws identities and shots from a seeded generator and returns a :class:`Plan`: jobs (one
 group of videos that share rendered footage) and the index files of the layout (split lists, test list,
