@@ -39,7 +39,7 @@ def make_videos(folder: Path, n: int, scale: int) -> list[Path]:
 
 
 def naive_build(paths: list[Path], out: Path, wanted: list[np.ndarray], margin: float = 0.3) -> int:
-    """Seek per frame with OpenCV, one MTCNN call per frame, a PNG per crop (the predecessors' way)."""
+    """Seek per frame with OpenCV, one MTCNN call per frame, a PNG per crop (the usual per-script way)."""
     import cv2
     from facenet_pytorch import MTCNN
 

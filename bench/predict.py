@@ -2,7 +2,7 @@
 
 Compares, in the same run and on the same videos, the toolkit's pipeline (:class:`utils.orchestration.predict.
 Predictor`: one decoding pass per video, batched MTCNN at <= 960 px, model batches) with the naive
-pipeline predecessors shipped: seek to each sampled frame with OpenCV, one full-resolution face detector
+pipeline of typical detection scripts: seek to each sampled frame with OpenCV, one full-resolution face detector
 call per frame, one model call per face.
 
     python bench/predict.py                       # 2 DFDC-like 1920x1080 clips of 300 frames

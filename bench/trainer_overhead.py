@@ -17,6 +17,7 @@ import timm
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from evaluation.scoring import validation_metrics
 from utils.core.config import load_config
 from utils.core.model import DeepfakeModel, InputSpec
 from utils.engine.trainer import Trainer
@@ -66,7 +67,8 @@ def trainer_loop(model, data, steps: int, batch: int) -> float:
         cfg = load_config(None, [f"data.batch_size={batch}", "data.num_workers=0", "logging.progress_bar=false",
                                  "logging.log_every_steps=10", f"trainer.max_steps_per_epoch={steps + 3}",
                                  "logging.tensorboard=true"])
-        trainer = Trainer(model, cfg, run_dir, data, data, export_meta={"model": "bench", "model_kwargs": {}})
+        trainer = Trainer(model, cfg, run_dir, data, data, export_meta={"model": "bench", "model_kwargs": {}},
+                          validation=validation_metrics)
         trainer.acc.init_trackers("tensorboard")
         trainer._phase_loader(0)
         step_times = []

@@ -3,7 +3,7 @@
 Strategies:
 
 * ``mean`` (default): the mean of the frame probabilities.
-* ``confident``: the DFDC winner's rule (REFERENCE.md §2). If many frames are confidently fake
+* ``confident``: the rule of the DFDC winning solution (Seferbekov, 2020). If many frames are confidently fake
   (P(fake) > ``fake_t`` for more than 1/2.5 of the frames and more than ``min_fake_frames`` frames)
   the video score is the mean of those frames; else if almost all frames (> 90 %) are confidently
   real (P(fake) < ``real_t``) it is the mean of those; else the plain mean. One confidently faked

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.metrics import LOG_LOSS_EPS, as_probs, compute_metrics
+from evaluation.metrics import LOG_LOSS_EPS, compute_metrics
+from utils.engine.predictions import as_probs
 
 BOOT_METRICS = ("auc", "ap", "eer", "acc", "balanced_acc", "log_loss")
 NAN = float("nan")

@@ -13,7 +13,8 @@ import logging
 
 import numpy as np
 
-from evaluation.metrics import as_probs, predict_labels
+from evaluation.metrics import apply_threshold
+from utils.engine.predictions import as_probs
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def check_collapse(probs: np.ndarray, labels: np.ndarray, threshold: float | Non
     if n < 2:
         return out
     std = float(p.std(axis=0).max())
-    pred = predict_labels(p, threshold)
+    pred = apply_threshold(p, threshold)
     pred_share = np.bincount(pred, minlength=k) / n
     label_share = np.bincount(y, minlength=k) / n
     out.update(score_std=std, pred_share=pred_share.tolist(), label_share=label_share.tolist())

@@ -16,8 +16,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from evaluation.aggregate import aggregate
-from evaluation.metrics import as_probs, log_loss
-from utils.engine.predictions import FramePredictions
+from evaluation.metrics import log_loss
+from utils.engine.predictions import FramePredictions, as_probs
 
 logger = logging.getLogger(__name__)
 

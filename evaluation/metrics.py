@@ -5,7 +5,7 @@ A metric that is undefined for the input (one class only, e.g. a validation shar
 ``NaN``, never an exception; the reason goes to the optional ``warnings`` list, or to the log.
 
 Log-loss clips the probability of the true class to ``[eps, 1 - eps]`` with ``eps = 1e-2`` by
-default, as the DFDC challenge did (REFERENCE.md §1): one confident mistake then costs at most
+default, as the DFDC challenge scored submissions: one confident mistake then costs at most
 ``-log(0.01) ≈ 4.6`` instead of infinity.
 """
 from __future__ import annotations
@@ -16,23 +16,13 @@ import math
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from utils.engine.predictions import as_probs
+
 logger = logging.getLogger(__name__)
 
 LOG_LOSS_EPS = 1e-2
 THRESHOLD_RULES = ("balanced_acc", "eer")
 NAN = float("nan")
-
-
-def as_probs(probs: np.ndarray) -> np.ndarray:
-    """N×k float64 probabilities; a 1-D array is read as P(fake) of a binary model."""
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim == 1:
-        p = np.stack([1.0 - p, p], axis=1)
-    if p.ndim != 2 or p.shape[1] < 2:
-        raise ValueError(f"probs must be N×k with k >= 2 (or 1-D P(fake)), got shape {p.shape}")
-    if not np.all(np.isfinite(p)):
-        raise ValueError("probs contain NaN or inf: check the model outputs (diverged training?)")
-    return p
 
 
 def _check(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +43,7 @@ def _warn(msg: str, warnings: list[str] | None) -> None:
         warnings.append(msg)
 
 
-def predict_labels(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+def apply_threshold(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """Hard predictions: binary -> fake when P(fake) >= threshold (default 0.5); k > 2 -> argmax."""
     p = as_probs(probs)
     if p.shape[1] == 2:
@@ -167,7 +157,7 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float | No
 def confusion_matrix(probs: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """k×k counts, rows = true class, columns = predicted class."""
     p, y = _check(probs, labels)
-    pred = predict_labels(p, threshold)
+    pred = apply_threshold(p, threshold)
     k = p.shape[1]
     return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
 

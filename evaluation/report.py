@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.scoring import LEVELS
+from utils.core.fileio import atomic_write_text
 
 FIGURES = ("roc", "pr", "confusion", "histogram")
 _STYLE = {"frame": ":", "video": "-"}
@@ -164,11 +165,9 @@ def write_report(report: dict, out_dir: str | os.PathLike, *, figures: bool = Tr
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{name}.json", "md": out / f"{name}.md"}
-    tmp = paths["json"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(to_jsonable(report), indent=1, allow_nan=False))
-    os.replace(tmp, paths["json"])
+    atomic_write_text(paths["json"], json.dumps(to_jsonable(report), indent=1, allow_nan=False))
     prefix = "" if name == "report" else f"{name}_"
-    paths["md"].write_text(to_markdown(report, prefix if figures else None))
+    atomic_write_text(paths["md"], to_markdown(report, prefix if figures else None))
     if figures:
         for key, fig in make_figures(report).items():
             paths[key] = out / f"{prefix}{key}.png"

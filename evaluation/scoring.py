@@ -144,17 +144,42 @@ def _no_face_summary(frames: FramePredictions, rule: str) -> dict:
             "video_ids": [m["video_id"] for m in miss]}
 
 
-def evaluate_predictions(frame_preds: FramePredictions, *, threshold: float | dict | None = None,
-                         val_preds: FramePredictions | None = None, aggregation: str = "mean",
-                         n_boot: int = 1000, seed: int = 0, threshold_rule: str = "balanced_acc",
-                         no_face: str = "exclude", breakdown: bool = True, title: str = "",
-                         agg_kwargs: dict | None = None) -> dict:
+def _header(frame_preds: FramePredictions, thresholds: dict, source: str, *, aggregation: str, agg_kwargs: dict,
+            n_boot: int, seed: int, threshold_rule: str, no_face: str, title: str) -> dict:
+    return {
+        "title": title,
+        "meta": {"num_classes": frame_preds.num_classes, "label_names": list(frame_preds.label_names),
+                 "aggregation": aggregation, "aggregation_kwargs": agg_kwargs, "n_boot": n_boot,
+                 "seed": seed, "ci_level": 0.95, "ci_unit": "video", "log_loss_clip": [0.01, 0.99]},
+        "threshold": {**thresholds, "source": source,
+                      "rule": threshold_rule if source == "validation" else None},
+        "no_face": _no_face_summary(frame_preds, no_face),
+        "warnings": [],
+    }
+
+
+def _warn_no_face(report: dict, no_face: str, prior: float | None) -> None:
+    count = report["no_face"]["count"]
+    if count:
+        msg = (f"{count} videos have no scored frame (no face / unreadable): "
+               + ("excluded from the video metrics" if no_face == "exclude" else
+                  f"scored with the prior P(fake)={0.5 if prior is None else prior:.3f}"))
+        logger.warning(msg)
+        report["warnings"].append(msg)
+
+
+def build_report(frame_preds: FramePredictions, *, threshold: float | dict | None = None,
+                 val_preds: FramePredictions | None = None, aggregation: str = "mean",
+                 n_boot: int = 1000, seed: int = 0, threshold_rule: str = "balanced_acc",
+                 no_face: str = "exclude", breakdown: bool = True, title: str = "",
+                 agg_kwargs: dict | None = None, threshold_source: str = "given") -> dict:
     """The evaluation report of one prediction set (see module doc); JSON-serialisable.
 
     Args:
         frame_preds: test (or validation) predictions, one row per frame or clip.
         threshold: decision threshold (float for both levels, or ``{"frame", "video"}``); overrides
-            ``val_preds``.
+            ``val_preds``; ``threshold_source`` says where it came from (e.g. ``validation`` for the
+            threshold a checkpoint recorded when it was exported).
         val_preds: validation predictions; the thresholds are chosen on them with ``threshold_rule``.
         aggregation: ``mean`` or ``confident`` (frame -> video).
         n_boot, seed: bootstrap replicates (0 = no intervals) and seed; units are videos.
@@ -163,43 +188,42 @@ def evaluate_predictions(frame_preds: FramePredictions, *, threshold: float | di
         agg_kwargs: extra arguments of the ``confident`` rule (``fake_t``, ``real_t``, ``min_fake_frames``).
     """
     agg_kwargs = dict(agg_kwargs or {})
-    warnings: list[str] = []
     thresholds, source = _thresholds(threshold, val_preds, aggregation, threshold_rule, agg_kwargs)
-    prior = None
-    if val_preds is not None and len(val_preds):
-        prior = float(aggregate(val_preds, "mean").labels.mean())
+    source = threshold_source if source == "given" else source
+    prior = float(aggregate(val_preds, "mean").labels.mean()) if val_preds is not None and len(val_preds) else None
     videos = aggregate(frame_preds, aggregation, no_face=no_face, prior=prior, **agg_kwargs)
-    names = frame_preds.label_names
-    report: dict = {
-        "title": title,
-        "meta": {"num_classes": frame_preds.num_classes, "label_names": list(names),
-                 "aggregation": aggregation, "aggregation_kwargs": agg_kwargs, "n_boot": n_boot,
-                 "seed": seed, "ci_level": 0.95,
-                 "ci_unit": "video", "log_loss_clip": [0.01, 0.99]},
-        "threshold": {**thresholds, "source": source,
-                      "rule": threshold_rule if source == "validation" else None},
-        "no_face": _no_face_summary(frame_preds, no_face),
-        "warnings": warnings,
-    }
-    if report["no_face"]["count"]:
-        msg = (f"{report['no_face']['count']} videos have no scored frame (no face / unreadable): "
-               + ("excluded from the video metrics" if no_face == "exclude" else
-                  f"scored with the prior P(fake)={0.5 if prior is None else prior:.3f}"))
-        logger.warning(msg)
-        warnings.append(msg)
+    report = _header(frame_preds, thresholds, source, aggregation=aggregation, agg_kwargs=agg_kwargs,
+                     n_boot=n_boot, seed=seed, threshold_rule=threshold_rule, no_face=no_face, title=title)
+    _warn_no_face(report, no_face, prior)
+    names, warnings = frame_preds.label_names, report["warnings"]
     report["frame"] = _level(frame_preds.probs, frame_preds.labels, frame_preds.video_ids,
                              thresholds["frame"], names, n_boot=n_boot, seed=seed, warnings=warnings,
                              where="frame level")
     report["video"] = _level(videos.probs, videos.labels, None, thresholds["video"], names,
                              n_boot=n_boot, seed=seed, warnings=warnings, where="video level")
-    report["video"]["n_frames_per_video"] = {"min": int(videos.n_frames.min()) if len(videos) else 0,
-                                             "mean": float(videos.n_frames.mean()) if len(videos) else 0.0,
-                                             "max": int(videos.n_frames.max()) if len(videos) else 0}
+    n = videos.n_frames
+    report["video"]["n_frames_per_video"] = {"min": int(n.min()) if len(videos) else 0,
+                                             "mean": float(n.mean()) if len(videos) else 0.0,
+                                             "max": int(n.max()) if len(videos) else 0}
     report["collapsed"] = any(report[lv]["collapse"]["collapsed"] for lv in LEVELS)
     report["collapse_reasons"] = [f"{lv}: {r}" for lv in LEVELS for r in report[lv]["collapse"]["reasons"]]
     if breakdown:
         report["breakdown"] = _breakdown(videos, frame_preds, thresholds, n_boot=min(n_boot, 500), seed=seed)
     return report
+
+
+def validation_metrics(preds: FramePredictions, rule: str = "balanced_acc") -> dict[str, float]:
+    """What the trainer monitors: frame-level metrics (``val/auc``, ``val/balanced_acc`` …), ``val/loss``
+    (mean negative log-likelihood), and the decision thresholds chosen on these predictions
+    (``val/threshold`` at video level, ``val/threshold_frame``) that the exported weights record."""
+    metrics = {f"val/{k}": v for k, v in compute_metrics(preds.probs, preds.labels, warnings=[]).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    p_true = np.clip(preds.probs[np.arange(len(preds)), preds.labels], 1e-7, 1.0)
+    metrics["val/loss"] = float(-np.log(p_true).mean()) if len(preds) else float("nan")
+    if preds.num_classes == 2 and len(preds):
+        thresholds, _ = _thresholds(None, preds, "mean", rule, {})
+        metrics["val/threshold"], metrics["val/threshold_frame"] = thresholds["video"], thresholds["frame"]
+    return metrics
 
 
 def summary_scalars(report: dict, prefix: str = "") -> dict[str, float]:

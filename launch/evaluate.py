@@ -13,21 +13,21 @@ Exits with status 3 when the model looks collapsed (constant or one-class predic
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from evaluation.aggregate import AGGREGATIONS, NO_FACE_RULES
 from evaluation.metrics import THRESHOLD_RULES
-
-DATASETS = ("ffpp", "celebdf", "dfdc")
+from utils.core.registry import list_datasets
+from utils.orchestration import cli
+from utils.orchestration.evaluate import evaluate_checkpoints
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", action="append", required=True,
                     help="exported weights (.safetensors + .json sidecar); repeat for an ensemble")
-    ap.add_argument("--dataset", required=True, choices=DATASETS)
+    ap.add_argument("--dataset", required=True, choices=list_datasets())
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--val-split", default="val", help="split the threshold is chosen on, or 'none'")
     ap.add_argument("--out", help="report folder (default: <checkpoint folder>/eval_<dataset>_<split>)")
@@ -49,29 +49,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
-    from utils.orchestration.evaluate import evaluate_checkpoints
-    from utils.core.checkpoint import CheckpointError
-    from utils.core.config import ConfigError
-    from utils.data.adapters import DatasetLayoutError
-
+    cli.setup_logging()
     for ck in args.checkpoint:
         if not Path(ck).is_file():
-            print(f"error: checkpoint not found: {ck}", file=sys.stderr)
-            return 2
+            return cli.fail(f"checkpoint not found: {ck}")
     suffix = "_ensemble" if len(args.checkpoint) > 1 else ""
     out = Path(args.out or Path(args.checkpoint[0]).parent / f"eval_{args.dataset}_{args.split}{suffix}")
     val_split = None if args.val_split.lower() == "none" else args.val_split
-    try:
-        report = evaluate_checkpoints(
-            args.checkpoint, args.dataset, args.split, out, val_split=val_split, aggregation=args.aggregation,
-            root=args.root, cache=args.cache, overrides=args.set, n_boot=args.n_boot, seed=args.seed,
-            threshold_rule=args.threshold_rule, no_face=args.no_face, ensemble_weights=args.ensemble_weights,
-            fit_ensemble=args.fit_ensemble)
-    except (CheckpointError, ConfigError, DatasetLayoutError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    report = evaluate_checkpoints(
+        args.checkpoint, args.dataset, args.split, out, val_split=val_split, aggregation=args.aggregation,
+        root=args.root, cache=args.cache, overrides=args.set, n_boot=args.n_boot, seed=args.seed,
+        threshold_rule=args.threshold_rule, no_face=args.no_face, ensemble_weights=args.ensemble_weights,
+        fit_ensemble=args.fit_ensemble)
     v, t = report["video"]["metrics"], report["threshold"]
     print(f"{report['title']}: video AUC {v.get('auc', float('nan')):.4f}, "
           f"balanced acc {v.get('balanced_acc', float('nan')):.4f} @ {t['video']:.3f} ({t['source']}), "
@@ -84,4 +73,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

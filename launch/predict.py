@@ -11,12 +11,12 @@ The run carries on after a failed file and exits with status 1 if any file faile
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import torch
 
 from evaluation.aggregate import AGGREGATIONS
+from utils.orchestration import cli
 from utils.orchestration.predict import Predictor
 
 
@@ -41,8 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    cli.setup_logging(verbose=args.verbose)
     predictor = Predictor(args.checkpoint, device=args.device, frames=args.frames,
                           batch_size=args.batch_size, weights=args.ensemble_weights,
                           threshold=args.threshold, aggregation=args.aggregation)
@@ -59,4 +58,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

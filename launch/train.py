@@ -5,14 +5,20 @@
 
 The same command works under plain ``python`` (one process) and ``accelerate launch`` (any number of
 processes, CPU or GPU). A finished stage is reported and not retrained; an interrupted one resumes
-where it stopped (``--resume auto``). Bad arguments exit with code 2 before anything is written.
+where it stopped (``--resume auto``). Bad arguments exit with code 2 before anything is written;
+unusable data or checkpoints exit with 1.
 """
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
+
+from utils.core.config import load_recipe
+from utils.core.registry import list_models
+from utils.orchestration import cli
+from utils.orchestration.curriculum import resolve_stage, stage_status
+from utils.orchestration.stage import run_stage
 
 DEFAULT_RECIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "curriculum.yaml")
 
@@ -29,50 +35,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
-    from utils.core.config import ConfigError, load_config
-    from utils.orchestration.curriculum import StageError, resolve_stage, stage_status
-
-    done = stage_status(args.output_dir, args.model, args.stage) if args.resume == "auto" else None
-    if done is not None:   # checked first: re-running a finished curriculum costs seconds, not minutes
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(format_status(done, "done"))
-        return 0
-    from utils.core.registry import list_models
-    if args.model not in list_models():
-        return _fail(f"unknown model '{args.model}'; registered models: {', '.join(list_models())}")
-
-    if args.resume not in ("auto", "never") and not os.path.isdir(args.resume):
-        return _fail(f"--resume {args.resume}: expected auto, never, or an existing state folder")
-    try:
-        cfg = resolve_stage(load_config(args.config), args.model, args.stage, args.set, recipe=args.config)
-    except (ConfigError, StageError) as e:
-        return _fail(str(e))
-
-    from utils.core.checkpoint import CheckpointError
-    from utils.orchestration.stage import run_stage
-    from utils.data.adapters import DatasetLayoutError
-    from utils.data.leakage import LeakageError
-    try:
-        summary = run_stage(cfg, args.stage, args.output_dir, init=args.init, resume=args.resume, recipe=args.config)
-    except StageError as e:
-        return _fail(str(e))
-    except (CheckpointError, DatasetLayoutError, LeakageError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(format_status(summary, "trained"))
-    return 0
-
-
 def format_status(summary: dict, word: str) -> str:
     """One line per (model, stage): what happened and the numbers that matter."""
     def f(key):
@@ -84,5 +46,24 @@ def format_status(summary: dict, word: str) -> str:
             f"{' COLLAPSED' if summary.get('collapsed') else ''} ({summary.get('wall_s', 'n/a')} s)")
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cli.setup_logging()
+    done = stage_status(args.output_dir, args.model, args.stage) if args.resume == "auto" else None
+    if done is not None:   # checked first: re-running a finished curriculum costs seconds, not minutes
+        if cli.process_rank() == 0:
+            print(format_status(done, "done"))
+        return 0
+    if args.model not in list_models():
+        return cli.fail(f"unknown model '{args.model}'; registered models: {', '.join(list_models())}")
+    if args.resume not in ("auto", "never") and not os.path.isdir(args.resume):
+        return cli.fail(f"--resume {args.resume}: expected auto, never, or an existing state folder")
+    cfg = resolve_stage(load_recipe(args.config), args.model, args.stage, args.set, recipe=args.config)
+    summary = run_stage(cfg, args.stage, args.output_dir, init=args.init, resume=args.resume, recipe=args.config)
+    if cli.process_rank() == 0:
+        print(format_status(summary, "trained"))
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -6,7 +6,7 @@ from sklearn import metrics as skm
 
 from evaluation.aggregate import aggregate, confident_score
 from evaluation.bootstrap import _WeightedBinary, bootstrap_ci
-from evaluation.scoring import evaluate_predictions
+from evaluation.scoring import build_report
 from utils.engine.inference import predict_loader
 from utils.engine.predictions import FramePredictions
 
@@ -33,7 +33,7 @@ def test_same_file_name_in_two_methods_stays_two_videos():
     assert list(v.video_ids) == ["Deepfakes/000_003", "Face2Face/000_003"]
     assert v.probs[:, 1] == pytest.approx([0.8, 0.2])
     assert list(v.n_frames) == [3, 3]
-    rep = evaluate_predictions(fp, n_boot=0)
+    rep = build_report(fp, n_boot=0)
     assert rep["video"]["n"] == 2 and set(rep["breakdown"]["method"]) == {"Deepfakes", "Face2Face"}
     # grouping by bare file name would merge them: refused with an explanation
     bad = FramePredictions(fp.probs, fp.labels, ["000_003"] * 6, fp.methods)
@@ -59,12 +59,12 @@ def test_videos_without_faces_are_counted_never_silently_fake():
     fp = _videos(10)
     fp.missing = [{"video_id": "Deepfakes/999", "label": 1, "method": "Deepfakes", "reason": "no face"},
                   {"video_id": "original/998", "label": 0, "method": "original", "reason": "no face"}]
-    rep = evaluate_predictions(fp, n_boot=0)
+    rep = build_report(fp, n_boot=0)
     assert rep["no_face"]["count"] == 2 and rep["no_face"]["by_label"] == {"fake": 1, "real": 1}
     assert rep["video"]["n"] == 10  # excluded from the metrics
     assert any("no scored frame" in w for w in rep["warnings"])
     val = _videos(10, seed=1)
-    rep = evaluate_predictions(fp, n_boot=0, no_face="prior", val_preds=val)
+    rep = build_report(fp, n_boot=0, no_face="prior", val_preds=val)
     assert rep["video"]["n"] == 12
     v = aggregate(fp, no_face="prior", prior=0.3)
     assert v.imputed.sum() == 2 and v.probs[v.imputed, 1] == pytest.approx([0.3, 0.3])
@@ -89,7 +89,7 @@ def test_bootstrap_contains_point_estimate_and_narrows_with_more_videos():
     widths = []
     for n in (40, 400):
         fp = _videos(n, signal=0.1, seed=2)
-        point = evaluate_predictions(fp, n_boot=0)["frame"]["metrics"]
+        point = build_report(fp, n_boot=0)["frame"]["metrics"]
         ci = bootstrap_ci(fp.probs, fp.labels, fp.video_ids, n_boot=300, seed=0)
         for key in ("auc", "acc", "log_loss"):
             assert ci[key]["lo"] <= point[key] <= ci[key]["hi"], (n, key, ci[key], point[key])
@@ -111,8 +111,8 @@ def test_multiclass_bootstrap_and_report():
     probs /= probs.sum(1, keepdims=True)
     fp = FramePredictions(probs, y, [f"v{i // 2}" for i in range(60)], label_names=("real", "df", "f2f"))
     ci = bootstrap_ci(fp.probs, fp.labels, fp.video_ids, n_boot=50)
-    assert ci["auc"]["lo"] <= evaluate_predictions(fp, n_boot=0)["frame"]["metrics"]["auc"] <= ci["auc"]["hi"]
-    rep = evaluate_predictions(fp, n_boot=20)
+    assert ci["auc"]["lo"] <= build_report(fp, n_boot=0)["frame"]["metrics"]["auc"] <= ci["auc"]["hi"]
+    rep = build_report(fp, n_boot=20)
     assert rep["video"]["threshold"] is None and np.asarray(rep["video"]["confusion"]).shape == (3, 3)
 
 
@@ -136,17 +136,17 @@ def test_constant_output_model_is_flagged_as_collapsed(caplog):
     preds = predict_loader(_Constant(), data)
     assert len(preds) == 20 and np.allclose(preds.probs, preds.probs[0])
     with caplog.at_level("WARNING"):
-        rep = evaluate_predictions(preds, n_boot=50)
+        rep = build_report(preds, n_boot=50)
     assert rep["collapsed"] is True
     assert any("near-constant" in r for r in rep["collapse_reasons"])
     assert any("of the predictions" in r for r in rep["collapse_reasons"])
     assert "MODEL COLLAPSE" in caplog.text
     # a discriminating model on the same labels is not flagged
-    assert evaluate_predictions(_videos(20), n_boot=0)["collapsed"] is False
+    assert build_report(_videos(20), n_boot=0)["collapsed"] is False
     # skewed labels predicted skewed are not a collapse (DFDC is ~84 % fake)
     y = (np.arange(100) < 97).astype(int)
     p = np.where(y == 1, 0.8, 0.2) + 0.01 * np.random.default_rng(0).standard_normal(100)
-    assert evaluate_predictions(FramePredictions(p, y, np.arange(100)), n_boot=0)["collapsed"] is False
+    assert build_report(FramePredictions(p, y, np.arange(100)), n_boot=0)["collapsed"] is False
 
 
 def test_validation_threshold_is_the_one_used_for_accuracy():
@@ -157,12 +157,12 @@ def test_validation_threshold_is_the_one_used_for_accuracy():
         fp.probs = np.clip(np.stack([1 - p, p], 1), 0, 1)
         return fp
     val, test = shifted(1), shifted(2)
-    rep = evaluate_predictions(test, val_preds=val, n_boot=0)
+    rep = build_report(test, val_preds=val, n_boot=0)
     t = rep["threshold"]
     assert t["source"] == "validation" and 0.2 < t["video"] < 0.3 and 0.2 < t["frame"] < 0.3
     assert rep["video"]["threshold"] == t["video"] and rep["video"]["metrics"]["threshold"] == t["video"]
     assert rep["video"]["metrics"]["acc"] == 1.0
     assert rep["video"]["metrics_at_0.5"]["acc"] == 0.5
     # an explicit threshold wins over validation
-    forced = evaluate_predictions(test, val_preds=val, threshold=0.5, n_boot=0)
+    forced = build_report(test, val_preds=val, threshold=0.5, n_boot=0)
     assert forced["video"]["metrics"]["acc"] == 0.5

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from utils.core.checkpoint import export_weights
-from utils.data.cache import build_cache
+from utils.data.cache import BuildOptions, build_cache
 from utils.data.faces import Detection
 from utils.data.footage import astronaut
 from utils.data.records import VideoRecord
@@ -36,7 +36,7 @@ def setup(tmp_path_factory):
     records.append(VideoRecord("Deepfakes/004_005", str(d / "corrupt.mp4"), 1, "ffpp", "Deepfakes", "004_005",
                                "test"))
     cache = d / "cache"
-    build_cache(records, cache, frames_per_video=3, clips_per_video=0, clip_frames=0,
+    build_cache(records, cache, BuildOptions(frames_per_video=3, clips_per_video=0, clip_frames=0),
                 face_detector=FixedDetector())
     config = {"data": {"dataset": "ffpp", "batch_size": 4, "num_workers": 0, "frames_per_video": 3}}
     cks = []
@@ -51,7 +51,7 @@ def setup(tmp_path_factory):
 @pytest.fixture
 def patched(setup, monkeypatch):
     d, cache, records, cks = setup
-    monkeypatch.setattr("utils.orchestration.stage.prepare_cache", lambda cfg, acc: (cache, records))
+    monkeypatch.setattr("utils.orchestration.evaluate.prepare_data", lambda cfg, acc: (cache, records))
     return setup
 
 

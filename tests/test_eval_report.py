@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from evaluation.ensemble import average_probs, combine, fit_weights, load_weights, save_weights
-from evaluation.scoring import evaluate_predictions, summary_scalars
+from evaluation.scoring import build_report, summary_scalars
 from evaluation.metrics import log_loss
 from utils.engine.predictions import FramePredictions
 from evaluation.report import FIGURES, make_figures, write_report
@@ -24,7 +24,7 @@ def _preds(seed=0, n_videos=30, frames=4, quality=1.0, dfdc=False):
 
 def test_report_files(tmp_path):
     test, val = _preds(0, dfdc=True), _preds(1, dfdc=True)
-    rep = evaluate_predictions(test, val_preds=val, n_boot=100, title="unit")
+    rep = build_report(test, val_preds=val, n_boot=100, title="unit")
     paths = write_report(rep, tmp_path)
     data = json.loads(paths["json"].read_text())  # strict JSON: NaN became null
     for key in ("meta", "threshold", "frame", "video", "breakdown", "collapsed", "no_face", "warnings"):
@@ -49,7 +49,7 @@ def test_report_files(tmp_path):
 def test_collapsed_report_says_so(tmp_path):
     fp = _preds(0)
     fp.probs = np.tile([0.4, 0.6], (len(fp), 1))
-    rep = evaluate_predictions(fp, n_boot=20)
+    rep = build_report(fp, n_boot=20)
     write_report(rep, tmp_path, name="stage1", figures=True)
     assert json.loads((tmp_path / "stage1.json").read_text())["collapsed"] is True
     assert "MODEL COLLAPSE" in (tmp_path / "stage1.md").read_text()
@@ -74,7 +74,7 @@ def test_ensemble_weights_fit_on_validation(tmp_path):
     other = good.subset(good.frame_index < 2)
     ens = combine([good, other], [0.5, 0.5])
     assert len(ens) == 30 and set(ens.video_ids) == set(good.video_ids)
-    assert evaluate_predictions(ens, n_boot=0)["video"]["n"] == 30
+    assert build_report(ens, n_boot=0)["video"]["n"] == 30
 
 
 def test_frame_predictions_round_trip(tmp_path):

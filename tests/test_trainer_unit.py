@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from tests.helpers.tiny import TinyData, TinyNet, register
+from evaluation.scoring import validation_metrics
 from utils.core.config import load_config
 from utils.engine.trainer import Trainer
 
@@ -14,7 +15,7 @@ def _trainer(tmp_path, *overrides):
     cfg = load_config(None, ["model.name=tiny", "data.num_workers=0", "logging.tensorboard=false",
                              "logging.progress_bar=false", "optim.lr=0.1", *overrides])
     return Trainer(TinyNet(), cfg, tmp_path, TinyData(16), TinyData(8, seed=3),
-                   export_meta={"model": "tiny", "model_kwargs": {}})
+                   export_meta={"model": "tiny", "model_kwargs": {}}, validation=validation_metrics)
 
 
 def test_plateau_drops_lr_after_patience_and_early_stop_restores_best(tmp_path):

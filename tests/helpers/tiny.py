@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from utils.core.model import DeepfakeModel, InputSpec
-from utils.core.registry import _MODELS, register_model
+from utils.core.registry import MODELS, register_model
 
 SPEC = InputSpec(crop="face", image_size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
@@ -36,7 +36,7 @@ class TinyNet(DeepfakeModel):
 
 def register() -> None:
     """Register ``tiny`` (idempotent: tests may call it many times)."""
-    if "tiny" not in _MODELS:
+    if "tiny" not in MODELS:
         register_model("tiny")(lambda size="tiny", pretrained=False, pretrained_path=None, num_classes=2,
                                drop_rate=None, **kw: TinyNet(num_classes, dropout=drop_rate or 0.0, **kw))
 
@@ -71,8 +71,10 @@ class TinyData(Dataset):
 def main() -> None:
     from accelerate.utils import set_seed
 
+    from utils.core.checkpoint import unwrap
     from utils.core.config import load_config
     from utils.core.registry import create_model
+    from evaluation.scoring import validation_metrics
     from utils.engine.trainer import Trainer
 
     ap = argparse.ArgumentParser()
@@ -96,7 +98,8 @@ def main() -> None:
                      delay=args.delay)
     val = TinyData(args.n_val, seed=2, num_classes=cfg.model.num_classes, label_noise=args.val_noise,
                    offset=10_000)
-    trainer = Trainer(model, cfg, args.out, train, val, export_meta={"model": "tiny", "model_kwargs": {}})
+    trainer = Trainer(model, cfg, args.out, train, val, export_meta={"model": "tiny", "model_kwargs": {}},
+                      validation=validation_metrics)
     resumed = trainer.resume(args.resume)
     out = Path(args.out)
     if resumed and trainer.acc.is_main_process:
@@ -107,12 +110,12 @@ def main() -> None:
             "lr": trainer.optimizer.param_groups[0]["lr"]}))
     state = trainer.fit()  # closes the trackers (flushes TensorBoard)
     if trainer.acc.is_main_process:
-        final = {k: v.tolist() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
+        final = {k: v.tolist() for k, v in unwrap(trainer.model).state_dict().items()}
         (out / "final.json").write_text(json.dumps({"epoch": state.epoch, "stopped_early": state.stopped_early,
                                                     "best_epoch": state.best_epoch, "weights": final,
                                                     "lr": trainer.optimizer.param_groups[0]["lr"]}))
     # every rank writes its own weights so tests can compare ranks
-    rank_w = {k: v.tolist() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
+    rank_w = {k: v.tolist() for k, v in unwrap(trainer.model).state_dict().items()}
     (out / f"rank{trainer.acc.process_index}.json").write_text(json.dumps({"weights": rank_w,
                                                                            "epoch": state.epoch}))
 

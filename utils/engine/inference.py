@@ -33,6 +33,27 @@ def _strings(value, n: int) -> list[str]:
     return [str(value)] * n
 
 
+def _score_batch(model: torch.nn.Module, batch: dict, accelerator) -> dict:
+    """One batch's columns (probabilities, labels, frame numbers, strings), gathered across ranks."""
+    if accelerator is not None:
+        with accelerator.autocast():
+            logits = model(batch)["logits"]
+    else:
+        logits = model(batch)["logits"]
+    probs = torch.softmax(logits.float(), dim=-1)
+    n = len(probs)
+    labels = batch["label"].reshape(-1).long()
+    frame_index = batch.get("frame_index", torch.full((n,), -1, device=probs.device))
+    frame_index = torch.as_tensor(frame_index, device=probs.device).reshape(-1).long()
+    strings = {k: _strings(batch.get(k, "unknown"), n) for k in STRING_KEYS}
+    strings.update({k: _strings(batch[k], n) for k in EXTRA_KEYS if k in batch})
+    if accelerator is not None:
+        probs, labels, frame_index = accelerator.gather_for_metrics((probs, labels, frame_index))
+        strings = {k: accelerator.gather_for_metrics(v) for k, v in strings.items()}
+    return {"probs": probs.cpu().numpy(), "labels": labels.cpu().numpy(),
+            "frame_index": frame_index.cpu().numpy(), **strings}
+
+
 @torch.no_grad()
 def predict_loader(model: torch.nn.Module, loader, accelerator=None, *, max_batches: int = 0,
                    device: str | torch.device | None = None, label_names: tuple[str, ...] | None = None
@@ -50,42 +71,19 @@ def predict_loader(model: torch.nn.Module, loader, accelerator=None, *, max_batc
     model.eval()
     if accelerator is None:
         device = torch.device(device) if device is not None else next(model.parameters()).device
-    parts: dict[str, list] = {"probs": [], "labels": [], "frame_index": [], **{k: [] for k in STRING_KEYS}}
-    extras: dict[str, list] = {}
+    parts: dict[str, list] = {}
     for i, batch in enumerate(loader):
         if max_batches and i >= max_batches:
             break
-        if accelerator is None:
-            batch = _to_device(batch, device)
-        if accelerator is not None:
-            with accelerator.autocast():
-                logits = model(batch)["logits"]
-        else:
-            logits = model(batch)["logits"]
-        probs = torch.softmax(logits.float(), dim=-1)
-        n = len(probs)
-        labels = batch["label"].reshape(-1).long()
-        frame_index = batch.get("frame_index", torch.full((n,), -1, device=probs.device))
-        frame_index = torch.as_tensor(frame_index, device=probs.device).reshape(-1).long()
-        strings = {k: _strings(batch.get(k, "unknown"), n) for k in STRING_KEYS}
-        extra = {k: _strings(batch[k], n) for k in EXTRA_KEYS if k in batch}
-        if accelerator is not None:
-            probs, labels, frame_index = accelerator.gather_for_metrics((probs, labels, frame_index))
-            strings = {k: accelerator.gather_for_metrics(v) for k, v in strings.items()}
-            extra = {k: accelerator.gather_for_metrics(v) for k, v in extra.items()}
-        parts["probs"].append(probs.cpu().numpy())
-        parts["labels"].append(labels.cpu().numpy())
-        parts["frame_index"].append(frame_index.cpu().numpy())
-        for k, v in strings.items():
-            parts[k].extend(v)
-        for k, v in extra.items():
-            extras.setdefault(k, []).extend(v)
-    if not parts["probs"]:
+        cols = _score_batch(model, batch if accelerator is not None else _to_device(batch, device), accelerator)
+        for k, v in cols.items():
+            parts.setdefault(k, []).append(v)
+    if not parts:
         logger.warning("predict_loader: the loader yielded no batch")
         k = getattr(model, "num_classes", 2)
         return FramePredictions(np.zeros((0, k)), np.zeros(0, int), [], [], np.zeros(0, int))
     kwargs = {"label_names": tuple(label_names)} if label_names else {}
+    flat = {k: [s for part in parts[k] for s in part] for k in (*STRING_KEYS, *EXTRA_KEYS) if k in parts}
     return FramePredictions(np.concatenate(parts["probs"]), np.concatenate(parts["labels"]),
-                            parts["video_id"], parts["method"], np.concatenate(parts["frame_index"]),
-                            {k: v for k, v in extras.items() if len(v) == sum(map(len, parts["probs"]))},
-                            **kwargs)
+                            flat["video_id"], flat["method"], np.concatenate(parts["frame_index"]),
+                            {k: flat[k] for k in EXTRA_KEYS if k in flat}, **kwargs)

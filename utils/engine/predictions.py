@@ -14,7 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.metrics import as_probs
+
+
+def as_probs(probs: np.ndarray) -> np.ndarray:
+    """N×k float64 probabilities; a 1-D array is read as P(fake) of a binary model."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 1:
+        p = np.stack([1.0 - p, p], axis=1)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"probs must be N×k with k >= 2 (or 1-D P(fake)), got shape {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probs contain NaN or inf: check the model outputs (diverged training?)")
+    return p
 
 
 def _strings(values, n: int, what: str) -> np.ndarray:

@@ -1,10 +1,19 @@
-"""The trainer's own resumable state and its model-selection rules (early stopping)."""
+"""The trainer's own resumable state, its state folders and its model-selection rules (early stopping).
+
+Resumable state lives in ``<run>/checkpoints/step_<global step>/``: accelerate's ``save_state``
+(model, optimizer, scaler, RNG states) plus ``trainer_state.json``. A folder is complete once it has
+that file; the trainer writes it under a temporary name and renames it into place.
+"""
 from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from utils.core.fileio import TMP_MARK, atomic_write_json
 
 
 @dataclass
@@ -27,7 +36,6 @@ class TrainerState:
     history: list = field(default_factory=list)   # one dict of validation metrics per epoch
 
     def save(self, path: str | Path) -> None:
-        from utils.core.checkpoint import atomic_write_json
         atomic_write_json(path, asdict(self))
 
     @classmethod
@@ -55,3 +63,30 @@ def update_early_stopping(state: TrainerState, value: float, mode: str, min_delt
         return True, False
     state.bad_validations += 1
     return False, patience > 0 and state.bad_validations >= patience
+
+
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def list_state_dirs(ckpt_root: str | Path) -> list[Path]:
+    """Complete resumable-state folders under ``ckpt_root``, oldest first."""
+    root = Path(ckpt_root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP_DIR.match(p.name)) and (p / "trainer_state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def state_dir_tmp(ckpt_root: Path, step: int) -> Path:
+    """The temporary name a state folder is written under before it is renamed into place."""
+    return ckpt_root / f".step_{step:08d}{TMP_MARK}state"
+
+
+def prune_state_dirs(ckpt_root: str | Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` state folders and any leftover temporary folders."""
+    root = Path(ckpt_root)
+    for p in list_state_dirs(root)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob(f".step_*{TMP_MARK}*") if root.is_dir() else []:
+        shutil.rmtree(p, ignore_errors=True)

@@ -1,10 +1,12 @@
-"""One trainer for every model, on accelerate (DESIGN.md §3).
+"""One trainer for every model, on accelerate's canonical loop.
 
-The canonical loop (accumulate -> backward -> clip when gradients sync -> step), validation with
-``gather_for_metrics``, ReduceLROnPlateau and early stopping on the globally reduced monitored metric,
-resumable state every N steps and at each epoch end, best weights exported on every improvement and
-restored at the end. The trainer never names a model: it calls ``model(batch)`` and
-``model.loss(outputs, batch)`` and logs every scalar returned.
+The loop is accumulate -> backward -> clip when gradients sync -> step; validation gathers predictions
+from every rank with ``gather_for_metrics``; ReduceLROnPlateau and early stopping act on the globally
+reduced monitored metric, the same decision on every rank; resumable state is saved every N steps and
+at each epoch end; the best weights are exported on every improvement and restored at the end. The
+trainer never names a model: it calls ``model(batch)`` and ``model.loss(outputs, batch)`` and logs
+every scalar returned. What validation measures is passed in (``validation``), so the engine does not
+depend on the evaluation layer.
 """
 from __future__ import annotations
 
@@ -20,51 +22,32 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
+from accelerate.utils import broadcast_object_list
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from utils.core.checkpoint import export_weights, list_state_dirs, load_weights, prune_state_dirs, read_state_dict
+from utils.core.checkpoint import export_weights, load_weights, unwrap
 from utils.core.config import Config
+from utils.core.fileio import read_state_dict
 from utils.core.losses import build_loss
-from utils.engine.state import TrainerState, update_early_stopping
+from utils.engine.inference import predict_loader
+from utils.engine.predictions import FramePredictions
+from utils.engine.setup import build_optimizer, build_plateau, make_accelerator, make_loader, seed_everything
+from utils.engine.state import (TrainerState, list_state_dirs, prune_state_dirs, state_dir_tmp,
+                                update_early_stopping)
 
 logger = logging.getLogger(__name__)
 
 Phase = tuple[str, Callable[[], Dataset]]
+Validation = Callable[[FramePredictions], dict]
 
 
-class EpochSampler(torch.utils.data.Sampler):
-    """A permutation that depends only on (seed, epoch): a resumed run sees the same order."""
-
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
-    """The Accelerator for a run: mixed precision, accumulation and TensorBoard from the config."""
-    return Accelerator(
-        mixed_precision=cfg.trainer.mixed_precision,
-        gradient_accumulation_steps=cfg.trainer.grad_accum,
-        # accelerate only forms a gloo process group (MULTI_CPU) when told cpu=True: without a GPU,
-        # say so, so that `accelerate launch --num_processes N` is a real N-process run on CPU too.
-        cpu=cfg.trainer.cpu or not torch.cuda.is_available(),
-        log_with="tensorboard" if cfg.logging.tensorboard else None,
-        project_dir=str(run_dir),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
-    )
+def basic_validation(preds: FramePredictions) -> dict:
+    """What validation measures when no richer function is given: loss and accuracy."""
+    probs, labels = preds.probs, preds.labels
+    return {"val/loss": float(torch.nn.functional.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-7)),
+                                                           torch.from_numpy(labels).long())),
+            "val/acc": float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")}
 
 
 class Trainer:
@@ -78,73 +61,48 @@ class Trainer:
             ``trainer.epochs_per_chunk`` epochs each (DFDC chunks).
         val_data: the validation Dataset (fixed for the stage).
         export_meta: sidecar fields of the exported weights (model name, model kwargs, stage...).
+        validation: validation predictions -> ``{"val/<name>": value}``; a ``val/threshold`` entry is
+            recorded in the sidecar as the decision threshold (default: :func:`basic_validation`).
     """
 
     def __init__(self, model: torch.nn.Module, cfg: Config, run_dir: str | Path,
                  train_data: Dataset | Sequence[Phase], val_data: Dataset, *,
-                 export_meta: dict | None = None, accelerator: Accelerator | None = None):
+                 export_meta: dict | None = None, accelerator: Accelerator | None = None,
+                 validation: Validation | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.phases: list[Phase] = (list(train_data) if isinstance(train_data, (list, tuple))
                                     else [("all", lambda d=train_data: d)])
         self.epochs_per_phase = cfg.trainer.epochs_per_chunk or cfg.trainer.epochs
         self.total_epochs = self.epochs_per_phase * len(self.phases)
         self.export_meta = export_meta or {}
+        self.validation = validation or basic_validation
         self.acc = accelerator or make_accelerator(cfg, self.run_dir)
-        set_seed(cfg.trainer.seed)
+        seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
         self.state = TrainerState()
         self.raw_model = model
         if cfg.trainer.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.optimizer = self._build_optimizer(model)
-        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode=cfg.trainer.monitor_mode, factor=cfg.optim.plateau_factor,
-            patience=cfg.optim.plateau_patience, min_lr=cfg.optim.min_lr)
+        self.optimizer = build_optimizer(model, cfg)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.plateau = build_plateau(self.optimizer, cfg)
         if cfg.trainer.compile:
-            model = torch.compile(model)
-        # the plateau scheduler is not prepared: a prepared scheduler steps once per process.
+            model = torch.compile(model, backend=cfg.trainer.compile_backend)
         self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
         self.val_loader = self.acc.prepare(self._loader(val_data, train=False))
         self._phase_cache: tuple[int, DataLoader, Dataset] | None = None
 
-    # ------------------------------------------------------------------ construction helpers
-    def _build_optimizer(self, model) -> torch.optim.Optimizer:
-        o = self.cfg.optim
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        if o.optimizer == "adamw":
-            return torch.optim.AdamW(groups, lr=o.lr)
-        if o.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=True)
-        raise ValueError(f"unknown optimizer '{o.optimizer}'; valid: adamw, sgd")
-
-    def _sampler(self, dataset: Dataset, train: bool):
-        if train and self.cfg.data.balance == "undersample":
-            from utils.data.samplers import BalancedSampler
-            return BalancedSampler(dataset.labels, seed=self.cfg.trainer.seed)
-        if self.cfg.data.balance not in ("none", "undersample"):
-            raise ValueError(f"data.balance '{self.cfg.data.balance}' is not one of: none, undersample")
-        return EpochSampler(len(dataset), self.cfg.trainer.seed, shuffle=train)
-
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        d, world = self.cfg.data, self.acc.num_processes
-        bs = d.batch_size if train else (d.eval_batch_size or 2 * d.batch_size)
-        sampler = self._sampler(dataset, train)
-        return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=d.num_workers,
-                          pin_memory=self.acc.device.type == "cuda", persistent_workers=False,
-                          drop_last=train and len(sampler) >= 2 * bs * world)
+        return make_loader(dataset, self.cfg, self.acc.num_processes, train, self.acc.device.type == "cuda")
 
     def _phase_loader(self, phase: int) -> tuple[DataLoader, Dataset]:
         """The prepared train loader of ``phase``, built once per phase (chunks are built lazily)."""
         if self._phase_cache is None or self._phase_cache[0] != phase:
             name, build = self.phases[phase]
             dataset = build()
+            o = self.cfg.optim
             self.raw_model.criterion = build_loss(
-                self.cfg.optim.loss, self.raw_model.num_classes, getattr(dataset, "labels", None),
-                label_smoothing=self.cfg.optim.label_smoothing, focal_gamma=self.cfg.optim.focal_gamma,
-                focal_alpha=self.cfg.optim.focal_alpha)
+                o.loss, self.raw_model.num_classes, getattr(dataset, "labels", None),
+                label_smoothing=o.label_smoothing, focal_gamma=o.focal_gamma, focal_alpha=o.focal_alpha)
             loader = self._loader(dataset, train=True)
             self._phase_cache = (phase, self.acc.prepare(loader), dataset)
             logger.info("phase %d/%d (%s): %d training samples", phase + 1, len(self.phases), name, len(dataset))
@@ -162,7 +120,7 @@ class Trainer:
     def save_state(self) -> None:
         """accelerate state + trainer state into step_<global_step>/, atomically, keeping the last N."""
         final = self.ckpt_root / f"step_{self.state.global_step:08d}"
-        tmp = self.ckpt_root / f".tmp_step_{self.state.global_step:08d}"
+        tmp = state_dir_tmp(self.ckpt_root, self.state.global_step)
         self.state.plateau = self.plateau.state_dict()
         if self.acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -229,7 +187,7 @@ class Trainer:
             self.acc.init_trackers("tensorboard")
         while not self.state.finished and self.state.epoch < self.total_epochs:
             self.train_one_epoch()
-            metrics = self.evaluate()
+            metrics = self.validate()
             self.end_of_epoch(metrics)
         self.finish()
         if close:
@@ -287,9 +245,21 @@ class Trainer:
             if self.acc.sync_gradients:
                 clip = self.cfg.optim.grad_clip or float("inf")
                 grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), clip))
+                self._warm_up()
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         return {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.numel() == 1}, grad_norm
+
+    def _warm_up(self) -> None:
+        """Linear learning-rate warm-up over the first ``optim.warmup_steps`` optimizer steps of a stage
+        (a random head's first gradients are large; full steps then can wreck normalisation statistics)."""
+        n = self.cfg.optim.warmup_steps
+        if n and self.state.global_step < n:
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+                group["lr"] = base * (self.state.global_step + 1) / n
+        elif n and self.state.global_step == n:
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+                group["lr"] = base
 
     def _log_train(self, losses: dict, grad_norm: float | None, rate: float) -> None:
         values = {f"train/{k}": v for k, v in losses.items()}
@@ -310,21 +280,14 @@ class Trainer:
         grid = make_grid(images.detach().cpu(), nrow=8)
         self.acc.get_tracker("tensorboard", unwrap=True).add_image("train/batch", grid, global_step=0)
 
-    def evaluate(self) -> dict:
+    def validate(self) -> dict:
         """Validation metrics, identical on every rank (computed on gathered data, broadcast from rank 0)."""
-        from utils.engine.inference import predict_loader
-        from evaluation.metrics import compute_metrics
-
         preds = predict_loader(self.model, self.val_loader, self.acc, max_batches=self.cfg.trainer.val_max_batches)
-        probs, labels = preds.probs, preds.labels
-        metrics = {f"val/{k}": v for k, v in compute_metrics(probs, labels).items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        metrics["val/loss"] = float(torch.nn.functional.nll_loss(
-            torch.log(torch.from_numpy(probs).clamp_min(1e-7)), torch.from_numpy(labels).long()))
+        metrics = {k: float(v) for k, v in self.validation(preds).items()} if self.acc.is_main_process else {}
         box = [metrics]
         broadcast_object_list(box, from_process=0)
         if self.acc.is_main_process:
-            self._log_pr_curve(probs, labels)
+            self._log_pr_curve(preds.probs, preds.labels)
         return box[0]
 
     def _log_pr_curve(self, probs: np.ndarray, labels: np.ndarray) -> None:
@@ -357,14 +320,17 @@ class Trainer:
         self.save_state()
 
     def export(self, path: Path, metrics: dict) -> None:
-        meta = {**self.export_meta, "config": self.cfg.to_dict(), "metrics": metrics}
-        export_weights(self.acc.unwrap_model(self.model), path, meta)
+        """Best weights + sidecar; the validation threshold, when measured, is the decision threshold."""
+        meta = {**self.export_meta, "config": self.cfg.to_dict(), "metrics": metrics,
+                "threshold": metrics.get("val/threshold"), "threshold_frame": metrics.get("val/threshold_frame"),
+                "threshold_source": "validation" if "val/threshold" in metrics else None}
+        export_weights(unwrap(self.model), path, meta)
 
     def finish(self) -> None:
         """Restore the best weights on every rank and record the stage as finished."""
         self.acc.wait_for_everyone()
         if self.best_path.is_file():
-            load_weights(self.acc.unwrap_model(self.model), read_state_dict(self.best_path), source="best weights")
+            load_weights(unwrap(self.model), read_state_dict(self.best_path), source=str(self.best_path))
         self.state.finished = True
         if self.acc.is_main_process:
             self.state.save(self.run_dir / "trainer_state.json")

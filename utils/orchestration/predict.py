@@ -28,8 +28,14 @@ from torch.utils.data import DataLoader
 
 from evaluation.aggregate import aggregate
 from evaluation.ensemble import average_probs, load_weights
+from evaluation.metrics import apply_threshold
+from utils.core.checkpoint import ExportedModel, load_exported
+from utils.data.cache import BuildOptions, VideoSkipped, process_video
+from utils.data.datasets import ClipDataset, FrameDataset
+from utils.data.faces import MTCNNDetector
+from utils.data.records import VideoRecord
+from utils.data.transforms import build_transforms
 from utils.engine.inference import predict_loader
-from evaluation.metrics import predict_labels
 
 logger = logging.getLogger(__name__)
 
@@ -54,21 +60,26 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 @dataclass
 class Member:
-    """One loaded checkpoint: the model, its sidecar and what its data pipeline needs."""
+    """One loaded checkpoint and the transform its data pipeline needs."""
 
-    path: str
-    model: torch.nn.Module
-    meta: dict
+    exported: ExportedModel
     transform: object
-    margin: float
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.exported.model
 
     @property
     def spec(self):
-        return self.model.input_spec
+        return self.exported.input_spec
+
+    @property
+    def margin(self) -> float:
+        return self.exported.config.data.margin
 
     @property
     def name(self) -> str:
-        return f"{self.meta.get('model', '?')}:{Path(self.path).name}"
+        return f"{self.exported.name}:{self.exported.path.name}"
 
 
 @dataclass
@@ -103,13 +114,9 @@ class FileResult:
 
 def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> Member:
     """Load an exported checkpoint (safetensors + sidecar) for prediction."""
-    from utils.core.checkpoint import load_exported
-    from utils.data.transforms import build_transforms
-
-    model, meta = load_exported(path, map_location=device)
-    data = (meta.get("config") or {}).get("data", {})
-    transform = build_transforms(model.input_spec, train=False, clahe=bool(data.get("clahe", False)))
-    return Member(str(path), model.eval(), meta, transform, float(data.get("margin", 0.3)))
+    exported = load_exported(path, map_location=device)
+    transform = build_transforms(exported.input_spec, train=False, clahe=exported.config.data.clahe)
+    return Member(exported, transform)
 
 
 class Predictor:
@@ -130,22 +137,20 @@ class Predictor:
     def __init__(self, checkpoints: list[str | os.PathLike], *, device: str = "cpu", frames: int = 32,
                  batch_size: int = 32, weights: list[float] | str | os.PathLike | None = None,
                  threshold: float | None = None, aggregation: str = "mean", face_detector=None):
-        from utils.data.faces import MTCNNDetector
-
         if not checkpoints:
             raise ValueError("give at least one --checkpoint")
         self.device = torch.device(device)
         self.members = [load_member(c, self.device) for c in checkpoints]
         self.weights, file_threshold = self._weights(weights, checkpoints)
         if threshold is None:
-            threshold = (self.members[0].meta.get("threshold") if len(self.members) == 1 else file_threshold)
+            threshold = self.members[0].exported.threshold if len(self.members) == 1 else file_threshold
         self.threshold = 0.5 if threshold is None else float(threshold)
         self.frames, self.batch_size, self.aggregation = frames, batch_size, aggregation
         self.face_detector = face_detector if face_detector is not None else MTCNNDetector(device=str(self.device))
         self.num_classes = {m.model.num_classes for m in self.members}
         if len(self.num_classes) != 1:
             raise ValueError(f"ensemble members disagree on the number of classes: {self.num_classes}")
-        self.label_names = list(self.members[0].meta.get("label_names") or ["real", "fake"])
+        self.label_names = self.members[0].exported.label_names
 
     @staticmethod
     def _weights(weights, checkpoints) -> tuple[np.ndarray | None, float | None]:
@@ -159,24 +164,20 @@ class Predictor:
             raise ValueError(f"{len(w)} ensemble weights for {len(checkpoints)} checkpoints")
         return w, None
 
-    def _build_options(self):
-        from utils.data.cache import BuildOptions
-
-        specs = [m.spec for m in self.members]
-        data = [(m.meta.get("config") or {}).get("data", {}) for m in self.members]
+    def _build_options(self) -> BuildOptions:
+        """What to store per file: enough for every member (the widest crop, the longest clip)."""
+        specs, configs = [m.spec for m in self.members], [m.exported.config.data for m in self.members]
         clip_len = max(s.clip_len for s in specs)
         return BuildOptions(
             frames_per_video=self.frames,
-            clips_per_video=max([int(d.get("clips_per_video", 4)) for d in data]) if clip_len > 1 else 0,
-            clip_frames=max([clip_len] + [int(d.get("clip_frames", 8)) for d in data]) if clip_len > 1 else 0,
+            clips_per_video=max(d.clips_per_video for d in configs) if clip_len > 1 else 0,
+            clip_frames=max([clip_len] + [d.clip_frames for d in configs]) if clip_len > 1 else 0,
             margin=max(m.margin for m in self.members),
             context_scale=max(s.context_scale for s in specs),
-            min_region=max([256] + [s.image_size for s in specs if s.crop == "native"]),
+            min_region=max([BuildOptions.min_region] + [s.image_size for s in specs if s.crop == "native"]),
             audio=any(s.audio for s in specs))
 
     def _score_member(self, member: Member, rows: list[dict], cache_dir: Path) -> np.ndarray:
-        from utils.data.datasets import ClipDataset, FrameDataset
-
         spec = member.spec
         if spec.clip_len > 1 and not any(r["run"] >= 0 for r in rows):
             n = len({r["slot"] for r in rows})
@@ -195,9 +196,6 @@ class Predictor:
 
     def predict_file(self, path: str | os.PathLike, scratch: Path) -> FileResult:
         """Score one file; failures come back as a result with ``error`` set."""
-        from utils.data.cache import VideoSkipped, process_video
-        from utils.data.records import VideoRecord
-
         start = time.perf_counter()
         res = FileResult(str(path))
         record = VideoRecord(video_id=str(path), path=str(path), label=0, dataset="predict", method="unknown",
@@ -219,7 +217,7 @@ class Predictor:
             res.probs = [float(v) for v in avg]
             res.p_fake = float(1.0 - avg[0])
             res.threshold = self.threshold
-            res.label = self.label_names[int(predict_labels(avg[None], self.threshold)[0])].upper()
+            res.label = self.label_names[int(apply_threshold(avg[None], self.threshold)[0])].upper()
             res.members = {m.name: float(1.0 - p[0]) for m, p in zip(self.members, probs)}
         finally:
             shutil.rmtree(scratch / "videos", ignore_errors=True)

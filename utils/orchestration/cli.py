@@ -1,0 +1,67 @@
+"""What every command-line tool shares: logging that only the main process speaks, and one error path.
+
+A command's ``main`` runs inside :func:`run`: a :class:`~utils.core.errors.ToolkitError` (a problem the
+user can fix: bad arguments, a missing dataset, a corrupt checkpoint, a full disk) becomes one line
+``error: …`` on stderr and the exit status the error type names (2 for usage errors, 1 for unusable
+inputs), never a traceback. Anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable
+
+from utils.core.errors import ToolkitError
+
+EXIT_INTERRUPTED = 130
+
+
+def process_rank() -> int:
+    """This process's rank under ``accelerate launch`` / ``torchrun`` (0 when launched alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+class _RankFilter(logging.Filter):
+    def __init__(self, rank: int):
+        super().__init__()
+        self.rank = rank
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.rank = self.rank
+        return True
+
+
+def setup_logging(verbose: bool = True) -> None:
+    """INFO on the main process only; other ranks log WARNING and above, with their rank in the record.
+
+    accelerate's own INFO lines are quieted on every rank.
+    """
+    rank = process_rank()
+    level = logging.INFO if verbose and rank == 0 else logging.WARNING
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if rank == 0 else \
+        "%(asctime)s %(levelname)s [rank %(rank)d] %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(_RankFilter(rank))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print ``error: message`` and return ``code`` (for checks a command makes itself)."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run(main: Callable[[], int]) -> int:
+    """Run a command's ``main``; user errors become one ``error:`` line and their exit status."""
+    try:
+        return main()
+    except ToolkitError as e:
+        return fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
