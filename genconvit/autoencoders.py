@@ -3,7 +3,7 @@
 Both decoders end in a Sigmoid, so reconstructions lie in [0, 1]; their targets are the input image in
 [0, 1] (``DeepfakeModel.to_unit``), never the normalised image a Sigmoid cannot reach. The VAE's latent is a
 small feature map (``latent_channels`` × H/16 × W/16), not the 25088→12544 linears of the original
-release (REFERENCE.md §2, defect 4).
+release, whose two linear layers held ~630 M parameters and added little.
 """
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ class ConvVAE(nn.Module):
 
         Training samples ``z = mu + exp(logvar / 2) · eps`` (the std comes from the log-variance, so the
         variance branch is trained through both the sample and the KL term); eval uses ``z = mu`` so
-        predictions are deterministic (REFERENCE.md §2, defects 2 and 3).
+        predictions are deterministic (the released code sampled in eval mode and used ``mu`` as the
+        standard deviation, so its variance branch was never trained and its predictions varied).
         """
         h = self.encoder(x)
         mu, logvar = self.mu(h), self.logvar(h).clamp(-12.0, 12.0)

@@ -1,6 +1,11 @@
 """GenConViT, repaired: ConvNeXt + Swin on the image and on its reconstructions (ED and/or VAE path).
 
-What this fixes against the original release and its rewrite (REFERENCE.md §2):
+GenConViT (Wodajo, Atnafu and Akhtar, "Deepfake Video Detection Using Generative Convolutional
+Vision Transformer", 2023) classifies a face from ConvNeXt (Liu et al., "A ConvNet for the 2020s",
+CVPR 2022) and Swin Transformer (Liu et al., ICCV 2021) features of the image and of its
+autoencoder (ED) and variational-autoencoder (VAE, Kingma and Welling, 2014) reconstructions.
+This implementation keeps that design and differs from the released code where the code did not do
+what the paper describes:
 
 * both backbones run on every forward and both feed every classifier (Swin never ran in the original);
 * pooled features (``num_classes=0``), not 1000-class ImageNet logits;
@@ -141,9 +146,9 @@ class GenConViT(DeepfakeModel):
         return {"loss": total, **terms}
 
 
-def _create_genconvit(paths: tuple[str, ...], size: str, pretrained: bool, pretrained_path: str | None,
-                      num_classes: int, drop_rate: float | None, convnext_path: str | None = None,
-                      swin_path: str | None = None, **overrides) -> GenConViT:
+def _create_genconvit(paths: tuple[str, ...], size: str = "full", pretrained: bool = False,
+                      pretrained_path: str | None = None, num_classes: int = 2, drop_rate: float | None = None,
+                      convnext_path: str | None = None, swin_path: str | None = None, **overrides) -> GenConViT:
     """Build a GenConViT variant: the size's numbers, overridden by ``overrides``.
 
     ``pretrained_path`` is one file holding both backbones under ``convnext.`` and ``swin.`` (e.g. an
@@ -169,21 +174,18 @@ def _create_genconvit(paths: tuple[str, ...], size: str, pretrained: bool, pretr
 
 
 @register_model("genconvit_ed")
-def genconvit_ed(size: str = "full", pretrained: bool = False, pretrained_path: str | None = None,
-                 num_classes: int = 2, drop_rate: float | None = None, **kwargs) -> GenConViT:
+def genconvit_ed(**kwargs) -> GenConViT:
     """GenConViT's autoencoder (ED) path: image and AE reconstruction through ConvNeXt + Swin."""
-    return _create_genconvit(("ed",), size, pretrained, pretrained_path, num_classes, drop_rate, **kwargs)
+    return _create_genconvit(("ed",), **kwargs)
 
 
 @register_model("genconvit_vae")
-def genconvit_vae(size: str = "full", pretrained: bool = False, pretrained_path: str | None = None,
-                  num_classes: int = 2, drop_rate: float | None = None, **kwargs) -> GenConViT:
+def genconvit_vae(**kwargs) -> GenConViT:
     """GenConViT's VAE path: image and VAE reconstruction through ConvNeXt + Swin."""
-    return _create_genconvit(("vae",), size, pretrained, pretrained_path, num_classes, drop_rate, **kwargs)
+    return _create_genconvit(("vae",), **kwargs)
 
 
 @register_model("genconvit")
-def genconvit(size: str = "full", pretrained: bool = False, pretrained_path: str | None = None,
-              num_classes: int = 2, drop_rate: float | None = None, **kwargs) -> GenConViT:
+def genconvit(**kwargs) -> GenConViT:
     """Both paths on shared backbones; logits = mean of the two paths' logits."""
-    return _create_genconvit(PATHS, size, pretrained, pretrained_path, num_classes, drop_rate, **kwargs)
+    return _create_genconvit(PATHS, **kwargs)

@@ -81,9 +81,6 @@ class AudioVisualCue(nn.Module):
 
 
 @register_model("av")
-def av(size: str = "full", pretrained: bool = False, pretrained_path: str | None = None, num_classes: int = 2,
-       drop_rate: float | None = None, **kwargs) -> SpecialistNet:
+def av(**kwargs) -> SpecialistNet:
     """Audio-visual specialist on a clip of face crops plus log-mel audio: 48×7×7 cue map."""
-    return _create_specialist(AudioVisualCue, 48, clip=True, audio=True, size=size, pretrained=pretrained,
-                              pretrained_path=pretrained_path, num_classes=num_classes, drop_rate=drop_rate,
-                              **kwargs)
+    return _create_specialist(AudioVisualCue, 48, clip=True, audio=True, **kwargs)

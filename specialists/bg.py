@@ -78,9 +78,6 @@ class BackgroundCue(nn.Module):
 
 
 @register_model("bg")
-def bg(size: str = "full", pretrained: bool = False, pretrained_path: str | None = None, num_classes: int = 2,
-       drop_rate: float | None = None, **kwargs) -> SpecialistNet:
+def bg(**kwargs) -> SpecialistNet:
     """Background/lighting specialist on a context crop: 44×7×7 cue map."""
-    return _create_specialist(BackgroundCue, 44, crop="context", size=size, pretrained=pretrained,
-                              pretrained_path=pretrained_path, num_classes=num_classes, drop_rate=drop_rate,
-                              **kwargs)
+    return _create_specialist(BackgroundCue, 44, crop="context", **kwargs)

@@ -103,9 +103,6 @@ class CompressionCue(nn.Module):
 
 
 @register_model("cm")
-def cm(size: str = "full", pretrained: bool = False, pretrained_path: str | None = None, num_classes: int = 2,
-       drop_rate: float | None = None, **kwargs) -> SpecialistNet:
+def cm(**kwargs) -> SpecialistNet:
     """Compression specialist on the native crop: 40×7×7 cue map."""
-    return _create_specialist(CompressionCue, 40, crop="native", size=size, pretrained=pretrained,
-                              pretrained_path=pretrained_path, num_classes=num_classes, drop_rate=drop_rate,
-                              **kwargs)
+    return _create_specialist(CompressionCue, 40, crop="native", **kwargs)

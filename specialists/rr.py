@@ -82,9 +82,6 @@ class ResamplingCue(nn.Module):
 
 
 @register_model("rr")
-def rr(size: str = "full", pretrained: bool = False, pretrained_path: str | None = None, num_classes: int = 2,
-       drop_rate: float | None = None, **kwargs) -> SpecialistNet:
+def rr(**kwargs) -> SpecialistNet:
     """Resolution/resampling specialist on the native crop: 36×7×7 cue map."""
-    return _create_specialist(ResamplingCue, 36, crop="native", size=size, pretrained=pretrained,
-                              pretrained_path=pretrained_path, num_classes=num_classes, drop_rate=drop_rate,
-                              **kwargs)
+    return _create_specialist(ResamplingCue, 36, crop="native", **kwargs)

@@ -50,7 +50,7 @@ class TemporalCue(nn.Module):
         g = self.grid
         diff = self.diff_stem((video[:, 1:] - video[:, :-1]).flatten(0, 1))  # signed: time has a direction
         diff = F.adaptive_avg_pool2d(diff, g).view(b, t - 1, -1, g, g)
-        diff = F.pad(diff, (0, 0, 0, 0, 0, 0, 1, 0))  # frame 0 has no predecessor: zero change
+        diff = F.pad(diff, (0, 0, 0, 0, 0, 0, 1, 0))  # frame 0 has no previous frame: zero change
         frame = self.feat_proj(feats)[..., None, None].expand(-1, -1, -1, g, g)
         s = torch.cat([diff, frame], dim=2).flatten(3).transpose(1, 2) + self.time_embed  # B×C×T×g²
         s = s + self.temporal(s)
@@ -59,9 +59,6 @@ class TemporalCue(nn.Module):
 
 
 @register_model("tm")
-def tm(size: str = "full", pretrained: bool = False, pretrained_path: str | None = None, num_classes: int = 2,
-       drop_rate: float | None = None, **kwargs) -> SpecialistNet:
+def tm(**kwargs) -> SpecialistNet:
     """Temporal specialist on a clip of face crops (8 frames at full size): 52×7×7 cue map."""
-    return _create_specialist(TemporalCue, 52, clip=True, size=size, pretrained=pretrained,
-                              pretrained_path=pretrained_path, num_classes=num_classes, drop_rate=drop_rate,
-                              **kwargs)
+    return _create_specialist(TemporalCue, 52, clip=True, **kwargs)
