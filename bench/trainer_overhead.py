@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from evaluation.scoring import validation_metrics
-from utils.core.config import load_config
+from utils.core.recipe import load_config
 from utils.core.model import DeepfakeModel, InputSpec
 from utils.engine.trainer import Trainer
 

@@ -17,6 +17,7 @@ from scipy.optimize import minimize
 
 from evaluation.aggregate import aggregate
 from evaluation.metrics import log_loss
+from utils.core.errors import InputError
 from utils.engine.predictions import FramePredictions, as_probs
 
 logger = logging.getLogger(__name__)
@@ -101,12 +102,16 @@ def _key(checkpoint: str | os.PathLike) -> str:
 
 def load_weights(path: str | os.PathLike, checkpoints: list[str] | None = None) -> np.ndarray:
     """Read ensemble weights; with ``checkpoints``, reorder them to that list (matched by path tail)."""
-    data = json.loads(Path(path).read_text())
-    w = np.asarray(data["weights"], dtype=np.float64)
+    try:
+        data = json.loads(Path(path).read_text())
+        w = np.asarray(data["weights"], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not an ensemble weights file written by launch/evaluate.py --fit-ensemble "
+                         f"({type(e).__name__}: {e})") from None
     if checkpoints is None:
         return w
     saved = [_key(c) for c in data["checkpoints"]]
     names = [_key(c) for c in checkpoints]
     if sorted(saved) != sorted(names) or len(set(names)) != len(names):
-        raise ValueError(f"{path}: weights were fitted for {saved}, but the checkpoints given are {names}")
+        raise InputError(f"{path}: weights were fitted for {saved}, but the checkpoints given are {names}")
     return np.asarray([w[saved.index(n)] for n in names])

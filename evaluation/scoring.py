@@ -226,6 +226,16 @@ def validation_metrics(preds: FramePredictions, rule: str = "balanced_acc") -> d
     return metrics
 
 
+def validation_metric_names(num_classes: int = 2) -> list[str]:
+    """The names :func:`validation_metrics` produces for a k-class model (what ``trainer.monitor`` may be)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(4 * num_classes) % num_classes
+    probs = rng.dirichlet(np.ones(num_classes), len(labels))
+    preds = FramePredictions(probs, labels, [f"v{i}" for i in range(len(labels))], ["m"] * len(labels),
+                             np.zeros(len(labels), int))
+    return sorted(validation_metrics(preds))
+
+
 def summary_scalars(report: dict, prefix: str = "") -> dict[str, float]:
     """Flat finite scalars of a report (``video/auc``, ``frame/acc@0.5``, ...) for TensorBoard."""
     out = {}

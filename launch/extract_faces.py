@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from utils.core.config import load_config
+from utils.core.recipe import load_config
 from utils.core.registry import get_dataset, list_datasets
 from utils.data.cache import BuildOptions, build_cache, cache_location
 from utils.data.faces import MTCNNDetector

@@ -34,17 +34,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--aggregation", choices=AGGREGATIONS, default="mean")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     help="cpu, cuda or cuda:N (default: cuda when available)")
+    ap.add_argument("--min-face-share", type=float, default=0.5,
+                    help="score a file only if the face is found on at least this share of its frames")
     ap.add_argument("--json", action="store_true", help="one JSON object per file")
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap.parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments, before any model is loaded."""
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        return f"--threshold {args.threshold}: a threshold on P(fake) lies in [0, 1]"
+    if not 0.0 <= args.min_face_share <= 1.0:
+        return f"--min-face-share {args.min_face_share}: give a share in [0, 1]"
+    if args.frames < 1 or args.batch_size < 1:
+        return "--frames and --batch-size must be at least 1"
+    return cli.device_problem(args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging(verbose=args.verbose)
+    problem = check_args(args)
+    if problem:
+        return cli.fail(problem)
     predictor = Predictor(args.checkpoint, device=args.device, frames=args.frames,
                           batch_size=args.batch_size, weights=args.ensemble_weights,
-                          threshold=args.threshold, aggregation=args.aggregation)
+                          threshold=args.threshold, aggregation=args.aggregation,
+                          min_face_share=args.min_face_share)
     failed = total = 0
     for res in predictor.predict(args.paths):
         total += 1

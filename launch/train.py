@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from utils.core.config import load_recipe
+from utils.core.errors import UsageError
+from utils.core.recipe import load_recipe
 from utils.core.registry import list_models
+from utils.engine.persistence import find
+from utils.engine.state import TrainerState
 from utils.orchestration import cli
 from utils.orchestration.curriculum import resolve_stage, stage_status
 from utils.orchestration.stage import run_stage
@@ -46,6 +50,16 @@ def format_status(summary: dict, word: str) -> str:
             f"{' COLLAPSED' if summary.get('collapsed') else ''} ({summary.get('wall_s', 'n/a')} s)")
 
 
+def check_resume_folder(path: str, model: str) -> None:
+    """``--resume PATH`` must be a state folder of this model (checked before anything runs)."""
+    if not os.path.isdir(path):
+        raise UsageError(f"--resume {path}: expected auto, never, or an existing state folder")
+    state = find(Path(path), path)
+    owner = TrainerState.load(state / "trainer_state.json").model
+    if owner and owner != model:
+        raise UsageError(f"--resume {path}: that state belongs to model '{owner}', not '{model}'")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
@@ -56,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.model not in list_models():
         return cli.fail(f"unknown model '{args.model}'; registered models: {', '.join(list_models())}")
-    if args.resume not in ("auto", "never") and not os.path.isdir(args.resume):
-        return cli.fail(f"--resume {args.resume}: expected auto, never, or an existing state folder")
+    if args.resume not in ("auto", "never"):
+        check_resume_folder(args.resume, args.model)
     cfg = resolve_stage(load_recipe(args.config), args.model, args.stage, args.set, recipe=args.config)
     summary = run_stage(cfg, args.stage, args.output_dir, init=args.init, resume=args.resume, recipe=args.config)
     if cli.process_rank() == 0:

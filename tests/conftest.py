@@ -34,3 +34,10 @@ def sample_data(tmp_path_factory) -> Path:
     from utils.data.sample import make_sample_data
     out = Path(os.environ.get("DEEPFAKE_SAMPLE_DIR") or tmp_path_factory.getbasetemp() / "sample")
     return make_sample_data(out, seed=0, scale="small")
+
+
+@pytest.fixture(scope="session")
+def stage_cache_root(tmp_path_factory) -> Path:
+    """One face-crop cache root for every test that trains through the stage runner on the sample data
+    (caches are keyed by root and build settings, so tests with the same settings share them)."""
+    return tmp_path_factory.mktemp("stage-cache")

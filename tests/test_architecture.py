@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from utils.core.config import Config, deep_merge, load_recipe
+from utils.core.config import Config, deep_merge
+from utils.core.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("utils", "evaluation", "genconvit", "specialists", "baselines")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from utils.core.config import ConfigError, load_config, save_config
+from utils.core.config import ConfigError
+from utils.core.recipe import load_config, save_config
 
 
 def _write(path, text):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from utils.core.config import load_config, load_recipe
+from utils.core.recipe import load_config, load_recipe
 from utils.data.adapters import DatasetLayoutError
 from utils.data.index import build_index, data_root
 from utils.orchestration.curriculum import resolve_stage

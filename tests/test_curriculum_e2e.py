@@ -29,9 +29,8 @@ MODEL = "cm"
 
 
 @pytest.fixture(scope="module")
-def env(sample_data, tmp_path_factory) -> dict:
-    cache = tmp_path_factory.mktemp("cache")
-    return {"DEEPFAKE_SAMPLE_DIR": str(sample_data), "CACHE": str(cache)}
+def env(sample_data, stage_cache_root) -> dict:
+    return {"DEEPFAKE_SAMPLE_DIR": str(sample_data), "CACHE": str(stage_cache_root)}
 
 
 def train(env: dict, out: Path, stage: int, *extra: str, launcher: list[str] | None = None, check=True):

@@ -51,7 +51,8 @@ def setup(tmp_path_factory):
 @pytest.fixture
 def patched(setup, monkeypatch):
     d, cache, records, cks = setup
-    monkeypatch.setattr("utils.orchestration.evaluate.prepare_data", lambda cfg, acc: (cache, records))
+    monkeypatch.setattr("utils.orchestration.evaluate.index_data", lambda cfg, acc: records)
+    monkeypatch.setattr("utils.orchestration.evaluate.prepare_data", lambda cfg, acc, recs=None: (cache, records))
     return setup
 
 

@@ -6,7 +6,7 @@ import torch
 
 from tests.helpers.tiny import TinyData, TinyNet, register
 from evaluation.scoring import validation_metrics
-from utils.core.config import load_config
+from utils.core.recipe import load_config
 from utils.engine.trainer import Trainer
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -68,11 +67,12 @@ class TinyData(Dataset):
                 "method": "tiny", "frame_index": 0}
 
 
-def main() -> None:
+def main() -> int:
     from accelerate.utils import set_seed
 
     from utils.core.checkpoint import unwrap
-    from utils.core.config import load_config
+    from utils.orchestration.cli import setup_logging
+    from utils.core.recipe import load_config
     from utils.core.registry import create_model
     from evaluation.scoring import validation_metrics
     from utils.engine.trainer import Trainer
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--val-noise", type=float, default=0.0)
     ap.add_argument("--delay", type=float, default=0.0)
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     register()
     cfg = load_config(args.config, ["model.name=tiny", "data.num_workers=0", "logging.progress_bar=false"]
                       + args.set)
@@ -118,7 +118,9 @@ def main() -> None:
     rank_w = {k: v.tolist() for k, v in unwrap(trainer.model).state_dict().items()}
     (out / f"rank{trainer.acc.process_index}.json").write_text(json.dumps({"weights": rank_w,
                                                                            "epoch": state.epoch}))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from utils.orchestration.cli import run
+    raise SystemExit(run(main))

@@ -199,7 +199,7 @@ def load_exported(path: str | os.PathLike, map_location: str | torch.device = "c
     meta = read_sidecar(path)
     if expect_model is not None and meta["model"] != expect_model:
         raise CheckpointError(f"{path} holds weights of model '{meta['model']}', not '{expect_model}'")
-    model = build_from_sidecar(meta, str(path))
+    model = build_from_sidecar(meta, str(sidecar_path(path)))
     load_weights(model, read_state_dict(path), strict=True, source=str(path))
     try:
         cfg = config_from_dict(meta.get("config") or {}, f"{sidecar_path(path)} [config]")

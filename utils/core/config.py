@@ -1,8 +1,8 @@
-"""Typed run configuration: defaults < YAML recipe (with ``extends:``) < environment < ``--set``.
+"""Typed run configuration: the sections, their types and ranges, and validation of partial mappings.
 
-Every recipe file is checked against the dataclasses on its own, so an unknown key, a wrong type or a
-value outside its choices is reported with the key and the file it came from; YAML syntax errors and
-duplicate keys name ``file:line``. The resolved config is saved beside each run.
+Every recipe file (:mod:`utils.core.recipe` reads them) is checked against the dataclasses on its
+own, so an unknown key, a wrong type or a value outside its choices or range is reported with the key
+and the file it came from.
 
 The ``data`` section holds the settings every dataset shares; options that only one dataset adapter
 understands (FF++'s compression, DFDC's chunk lists...) are written in the same flat ``data:`` mapping
@@ -11,22 +11,16 @@ and kept in ``data.options``, checked against the options the registered adapter
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from utils.core.errors import ConfigError
-from utils.core.fileio import atomic_write_text
 from utils.core.registry import DATASETS
 
 __all__ = ["Config", "ConfigError", "DataConfig", "LoggingConfig", "ModelConfig", "OptimConfig", "TrainerConfig",
-           "apply_overrides", "build_config", "config_from_dict", "deep_merge", "load_config", "load_recipe",
-           "parse_overrides", "save_config", "validate_sections"]
+           "apply_overrides", "build_config", "check_values", "config_from_dict", "deep_merge", "validate_sections"]
 
 
 @dataclass
@@ -261,77 +255,6 @@ def deep_merge(base: dict, over: dict) -> dict:
     return merged
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key written twice in one mapping (YAML keeps the last)."""
-
-
-def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(f"{node.start_mark.name}:{key_node.start_mark.line + 1}: key '{key}' is written "
-                              f"twice (first on line {seen[key]}); keep one")
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file; syntax errors and duplicate keys become a :class:`ConfigError` with file:line."""
-    try:
-        with open(path) as f:
-            return yaml.load(f, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({e.problem or e.context})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the recipe ({e})") from None
-
-
-def load_recipe(path: str | os.PathLike, _seen: tuple = ()) -> dict:
-    """Read a YAML recipe, following ``extends:`` (a path relative to the file), validated per file."""
-    path = Path(path).resolve()
-    if path in _seen:
-        raise ConfigError(f"{path}: 'extends' loops back to itself ({' -> '.join(map(str, _seen))})")
-    if not path.is_file():
-        raise ConfigError(f"recipe not found: {path}")
-    raw = read_yaml(path) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of sections")
-    parent = raw.pop("extends", None)
-    base = load_recipe(path.parent / parent, _seen + (path,)) if parent else {}
-    return deep_merge(base, validate_sections(raw, str(path)))
-
-
-def _override_value(item: str, text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', e)}); "
-                          "quote lists as a whole, e.g. \"data.train_chunks=[1,2]\"") from None
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``["optim.lr=3e-4", "stages.4.trainer.epochs_per_chunk=1"]`` -> nested dict, validated."""
-    nested: dict = {}
-    for item in items or []:
-        dotted, eq, text = item.partition("=")
-        keys = dotted.strip().split(".")
-        if not eq or len(keys) < 2 or not all(keys):
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
-        node = nested
-        for k in keys[:-1]:
-            node = node.setdefault(int(k) if k.isdigit() else k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: '{k}' is set twice, as a value and as a section")
-        node[keys[-1]] = _override_value(item, text)
-    return validate_sections(nested, "--set")
-
-
 def build_config(raw: dict) -> Config:
     """Turn a validated (merged) mapping into a :class:`Config`."""
     kwargs = {}
@@ -345,40 +268,55 @@ def build_config(raw: dict) -> Config:
     return Config(**kwargs)
 
 
+# (section.key, predicate, what it must be): values a type check cannot catch
+_RANGES = (
+    ("model.num_classes", lambda v: v >= 2, ">= 2"),
+    ("data.frames_per_video", lambda v: v >= 1, ">= 1"),
+    ("data.clips_per_video", lambda v: v >= 0, ">= 0"),
+    ("data.clip_frames", lambda v: v >= 0, ">= 0"),
+    ("data.margin", lambda v: 0 <= v <= 2, "in [0, 2]"),
+    ("data.batch_size", lambda v: v >= 1, ">= 1"),
+    ("data.eval_batch_size", lambda v: v >= 0, ">= 0 (0: twice the batch size)"),
+    ("data.num_workers", lambda v: v >= 0, ">= 0"),
+    ("data.max_videos_per_split", lambda v: v >= 0, ">= 0 (0: all)"),
+    ("data.frames_per_video_train", lambda v: v >= 0, ">= 0 (0: all)"),
+    ("optim.lr", lambda v: v > 0, "> 0"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optim.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optim.focal_gamma", lambda v: v >= 0, ">= 0"),
+    ("optim.focal_alpha", lambda v: v is None or 0 <= v <= 1, "in [0, 1] or null"),
+    ("optim.grad_clip", lambda v: v >= 0, ">= 0 (0: off)"),
+    ("optim.plateau_factor", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("optim.plateau_patience", lambda v: v >= 0, ">= 0"),
+    ("optim.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("trainer.epochs", lambda v: v >= 1, ">= 1"),
+    ("trainer.epochs_per_chunk", lambda v: v >= 0, ">= 0"),
+    ("trainer.max_steps_per_epoch", lambda v: v >= 0, ">= 0 (0: whole epochs)"),
+    ("trainer.val_max_batches", lambda v: v >= 0, ">= 0 (0: all)"),
+    ("trainer.grad_accum", lambda v: v >= 1, ">= 1"),
+    ("trainer.early_stopping_patience", lambda v: v >= 0, ">= 0 (0: off)"),
+    ("trainer.checkpoint_every_steps", lambda v: v >= 0, ">= 0 (0: epoch ends only)"),
+    ("trainer.keep_last", lambda v: v >= 1, ">= 1"),
+    ("logging.log_every_steps", lambda v: v >= 1, ">= 1"),
+)
+
+
+def check_values(cfg: Config, source: str) -> Config:
+    """Refuse values outside their range (``data.frames_per_video=0``...), naming the key."""
+    for key, ok, must in _RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not ok(value):
+            raise ConfigError(f"{source}: '{key}' is {value!r}; it must be {must}")
+    return cfg
+
+
 def config_from_dict(raw: dict, source: str) -> Config:
     """A :class:`Config` from a plain mapping (a saved config, a checkpoint sidecar), validated."""
-    return build_config(validate_sections(raw, source))
-
-
-def environment_root(raw: dict, dataset: str) -> dict:
-    """``raw`` with ``data.root`` set from the adapter's environment variable, when that is set."""
-    env = DATASETS.get(dataset).root_env if dataset in DATASETS else ""
-    value = os.environ.get(env, "") if env else ""
-    return deep_merge(raw, {"data": {"root": value}}) if value else raw
-
-
-def resolve(raw: dict, overrides: list[str] | None = None) -> Config:
-    """Merge ``raw`` (recipe layers), the dataset's root environment variable, then ``--set``.
-
-    This is the one precedence rule: ``--set`` > environment > recipe > defaults (and the sample data
-    when no root is given at all).
-    """
-    over = parse_overrides(overrides or [])
-    dataset = deep_merge(raw, over).get("data", {}).get("dataset", DataConfig.dataset)
-    return build_config(deep_merge(environment_root(raw, dataset), over))
-
-
-def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults < recipe (with its ``extends`` chain) < environment < ``--set`` overrides."""
-    return resolve(load_recipe(recipe) if recipe else {}, overrides)
+    return check_values(build_config(validate_sections(raw, source)), source)
 
 
 def apply_overrides(cfg: Config, partial: dict, source: str) -> Config:
     """Return ``cfg`` with a partial section mapping (a stage or a model override) merged in."""
     checked = validate_sections(partial, source)
     return config_from_dict(deep_merge(cfg.to_dict(), checked), source)
-
-
-def save_config(cfg: Config, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML, atomically."""
-    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -13,6 +13,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from utils.core.errors import InputError
 from utils.core.fileio import TMP_MARK, atomic_write_json
 
 
@@ -24,6 +25,7 @@ class TrainerState:
     ``epoch // epochs_per_chunk``. ``step_in_epoch`` counts batches already consumed in ``epoch``.
     """
 
+    model: str = ""                # registered name of the model the state belongs to
     epoch: int = 0
     step_in_epoch: int = 0
     global_step: int = 0
@@ -40,8 +42,12 @@ class TrainerState:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainerState":
-        with open(path) as f:
-            raw = json.load(f)
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"{path}: not a readable trainer state ({e})") from None
+        if not isinstance(raw, dict):
+            raise InputError(f"{path}: not a trainer state")
         known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

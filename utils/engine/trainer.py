@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -28,13 +27,14 @@ from tqdm.auto import tqdm
 
 from utils.core.checkpoint import export_weights, load_weights, unwrap
 from utils.core.config import Config
-from utils.core.fileio import read_state_dict
+from utils.core.fileio import read_state_dict, write_failure
 from utils.core.losses import build_loss
+from utils.core.signals import StopRequest, Stopped
 from utils.engine.inference import predict_loader
 from utils.engine.predictions import FramePredictions
+from utils.engine import persistence
 from utils.engine.setup import build_optimizer, build_plateau, make_accelerator, make_loader, seed_everything
-from utils.engine.state import (TrainerState, list_state_dirs, prune_state_dirs, state_dir_tmp,
-                                update_early_stopping)
+from utils.engine.state import TrainerState, update_early_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ class Trainer:
         self.validation = validation or basic_validation
         self.acc = accelerator or make_accelerator(cfg, self.run_dir)
         seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
-        self.state = TrainerState()
+        self.state = TrainerState(model=self.export_meta.get("model", ""))
+        self.stop = StopRequest()
         self.raw_model = model
         if cfg.trainer.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -90,6 +91,7 @@ class Trainer:
         self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
         self.val_loader = self.acc.prepare(self._loader(val_data, train=False))
         self._phase_cache: tuple[int, DataLoader, Dataset] | None = None
+        self._sampler = None
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         return make_loader(dataset, self.cfg, self.acc.num_processes, train, self.acc.device.type == "cuda")
@@ -105,6 +107,7 @@ class Trainer:
                 label_smoothing=o.label_smoothing, focal_gamma=o.focal_gamma, focal_alpha=o.focal_alpha)
             loader = self._loader(dataset, train=True)
             self._phase_cache = (phase, self.acc.prepare(loader), dataset)
+            self._sampler = loader.sampler   # ours, inside whatever accelerate wraps around it
             logger.info("phase %d/%d (%s): %d training samples", phase + 1, len(self.phases), name, len(dataset))
         return self._phase_cache[1], self._phase_cache[2]
 
@@ -118,40 +121,18 @@ class Trainer:
         return self.run_dir / "best.safetensors"
 
     def save_state(self) -> None:
-        """accelerate state + trainer state into step_<global_step>/, atomically, keeping the last N."""
-        final = self.ckpt_root / f"step_{self.state.global_step:08d}"
-        tmp = state_dir_tmp(self.ckpt_root, self.state.global_step)
+        """Resumable state into ``checkpoints/step_<global step>/``, atomically, keeping the last N."""
         self.state.plateau = self.plateau.state_dict()
-        if self.acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            self.state.save(tmp / "trainer_state.json")
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            prune_state_dirs(self.ckpt_root, self.cfg.trainer.keep_last)
-        self.acc.wait_for_everyone()
+        persistence.save(self.acc, self.ckpt_root, self.state, self.cfg.trainer.keep_last)
 
     def resume(self, resume: str = "auto") -> bool:
-        """Load resumable state: ``auto`` = newest in the run folder, ``never``, or a folder path."""
-        if resume == "never":
-            if self.acc.is_main_process and self.ckpt_root.exists():
-                shutil.rmtree(self.ckpt_root)
-            self.acc.wait_for_everyone()
+        """Load resumable state: ``auto`` = newest in the run folder, ``never`` (start afresh), or a folder."""
+        if self.acc.is_main_process:
+            persistence.clean_leftovers(self.run_dir, self.ckpt_root)
+        path = persistence.find(self.ckpt_root, resume)
+        if path is None:
             return False
-        if resume == "auto":
-            dirs = list_state_dirs(self.ckpt_root)
-            if not dirs:
-                return False
-            path = dirs[-1]
-        else:
-            path = Path(resume)
-            if not (path / "trainer_state.json").is_file():
-                raise FileNotFoundError(f"--resume {resume}: not a state folder (no trainer_state.json)")
-        self.acc.load_state(str(path))
-        self.state = TrainerState.load(path / "trainer_state.json")
+        self.state = persistence.load(self.acc, path, self.state.model)
         if self.state.plateau:
             self.plateau.load_state_dict(self.state.plateau)
         self._trim_metrics_log()
@@ -159,13 +140,30 @@ class Trainer:
                     self.state.epoch, self.state.step_in_epoch, self.state.global_step)
         return True
 
+    def _stop_if_asked(self, just_saved: bool = False) -> None:
+        """After an optimizer step: when any rank got a stop signal, every rank saves and stops here."""
+        if not persistence.any_rank(self.acc, bool(self.stop)):
+            return
+        if not just_saved:
+            self.save_state()
+        st = self.state
+        name = self.stop.name or "a stop signal (on another rank)"
+        signum = self.stop.signum or signal.SIGTERM
+        raise Stopped(f"stopped by {name} at epoch {st.epoch + 1}, step {st.step_in_epoch} "
+                      f"(global step {st.global_step}); resumable state saved in {self.ckpt_root}: run the "
+                      "same command to continue", signum)
+
     # ------------------------------------------------------------------ logging
     def _log(self, values: dict, step: int) -> None:
         values = {k: float(v) for k, v in values.items() if v is not None and np.isfinite(float(v))}
         self.acc.log(values, step=step)
         if self.acc.is_main_process:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "epoch": self.state.epoch, **values}) + "\n")
+            path = self.run_dir / "metrics.jsonl"
+            try:
+                with open(path, "a") as f:
+                    f.write(json.dumps({"step": step, "epoch": self.state.epoch, **values}) + "\n")
+            except OSError as e:
+                raise write_failure(path, e) from None
 
     def _trim_metrics_log(self) -> None:
         """After a resume, drop log lines past the resumed step (they are about to be redone)."""
@@ -185,10 +183,12 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.cfg.logging.tensorboard:
             self.acc.init_trackers("tensorboard")
-        while not self.state.finished and self.state.epoch < self.total_epochs:
-            self.train_one_epoch()
-            metrics = self.validate()
-            self.end_of_epoch(metrics)
+        with StopRequest() as self.stop:
+            while not self.state.finished and self.state.epoch < self.total_epochs:
+                self.train_one_epoch()
+                metrics = self.validate()
+                self.end_of_epoch(metrics)
+                self._stop_if_asked(just_saved=True)
         self.finish()
         if close:
             self.close()
@@ -202,8 +202,10 @@ class Trainer:
         n_batches = len(loader) if not t.max_steps_per_epoch else min(len(loader), t.max_steps_per_epoch * t.grad_accum)
         batches = self.acc.skip_first_batches(loader, st.step_in_epoch) if st.step_in_epoch else loader
         # accelerate re-seeds the sampler with its loader's own iteration count on every __iter__;
-        # a loader built for a resume starts that count at 0, so set it to the stage's epoch.
+        # a loader built for a resume starts that count at 0, so set it to the stage's epoch — and on
+        # our sampler itself: under several processes the skipping loader does not reach it.
         batches.set_epoch(st.epoch)
+        self._sampler.set_epoch(st.epoch)
         self.model.train()
         bar = tqdm(total=n_batches, initial=st.step_in_epoch, desc=f"epoch {st.epoch + 1}/{self.total_epochs}",
                    disable=not (self.acc.is_main_process and self.cfg.logging.progress_bar), leave=False)
@@ -226,6 +228,7 @@ class Trainer:
                 tick, seen = time.perf_counter(), 0
             if t.checkpoint_every_steps and st.global_step % t.checkpoint_every_steps == 0:
                 self.save_state()
+            self._stop_if_asked()
         bar.close()
 
     def train_step(self, batch: dict) -> tuple[dict, float | None]:
@@ -329,8 +332,13 @@ class Trainer:
     def finish(self) -> None:
         """Restore the best weights on every rank and record the stage as finished."""
         self.acc.wait_for_everyone()
-        if self.best_path.is_file():
-            load_weights(unwrap(self.model), read_state_dict(self.best_path), source=str(self.best_path))
+        if not self.best_path.is_file() and self.acc.is_main_process:
+            # no validation ever improved (every value NaN): the last weights are this run's best
+            logger.warning("no validation of %s improved; exporting the last weights as the best",
+                           self.cfg.trainer.monitor)
+            self.export(self.best_path, self.state.history[-1] if self.state.history else {})
+        self.acc.wait_for_everyone()
+        load_weights(unwrap(self.model), read_state_dict(self.best_path), source=str(self.best_path))
         self.state.finished = True
         if self.acc.is_main_process:
             self.state.save(self.run_dir / "trainer_state.json")

@@ -13,6 +13,7 @@ import sys
 from typing import Callable
 
 from utils.core.errors import ToolkitError
+from utils.core.signals import Stopped
 
 EXIT_INTERRUPTED = 130
 
@@ -50,16 +51,40 @@ def setup_logging(verbose: bool = True) -> None:
     logging.getLogger("accelerate").setLevel(logging.WARNING)
 
 
+def device_problem(device: str) -> str | None:
+    """Why ``device`` cannot be used here (``cuda`` without a GPU, ``cuda:3`` on a 2-GPU machine), or None."""
+    import torch  # lazy: the CLIs that never look at a device should not pay for importing torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        return f"--device {device}: {e}"
+    if dev.type == "cuda":
+        n = torch.cuda.device_count()
+        if n == 0:
+            return f"--device {device}: no CUDA device on this machine; use --device cpu"
+        if dev.index is not None and dev.index >= n:
+            return f"--device {device}: this machine has {n} CUDA device(s) (cuda:0 … cuda:{n - 1})"
+    elif dev.type != "cpu":
+        return f"--device {device}: use cpu, cuda or cuda:N"
+    return None
+
+
 def fail(message: str, code: int = 2) -> int:
     """Print ``error: message`` and return ``code`` (for checks a command makes itself)."""
-    print(f"error: {message}", file=sys.stderr)
+    rank = process_rank()
+    print(f"error: {message}" if rank == 0 else f"error [rank {rank}]: {message}", file=sys.stderr)
     return code
 
 
 def run(main: Callable[[], int]) -> int:
-    """Run a command's ``main``; user errors become one ``error:`` line and their exit status."""
+    """Run a command's ``main``; user errors become one ``error:`` line and their exit status, a stop
+    on request (SIGTERM, SIGINT, SIGUSR1) one line from the main process and 128 + the signal."""
     try:
         return main()
+    except Stopped as e:
+        if process_rank() == 0:
+            print(str(e), file=sys.stderr)
+        return e.exit_code
     except ToolkitError as e:
         return fail(str(e), e.exit_code)
     except KeyboardInterrupt:

@@ -11,7 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from utils.core.config import Config, deep_merge, resolve, validate_sections
+from utils.core.config import Config, deep_merge, validate_sections
+from utils.core.recipe import resolve
 from utils.core.errors import UsageError
 
 

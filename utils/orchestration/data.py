@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from utils.core.checkpoint import unwrap
 from utils.core.config import Config
+from utils.core.errors import UsageError
 from utils.core.registry import get_dataset
 from utils.data.cache import BuildOptions, build_cache, cache_is_complete, cache_location
 from utils.data.datasets import build_dataset
@@ -32,18 +33,26 @@ def ensure_sample_data(acc: Accelerator) -> None:
     acc.wait_for_everyone()
 
 
-def prepare_data(cfg: Config, acc: Accelerator) -> tuple[Path, list[VideoRecord]]:
-    """Index the dataset and make sure its face-crop cache covers it; returns (cache dir, records)."""
+def index_data(cfg: Config, acc: Accelerator) -> list[VideoRecord]:
+    """The records of the configured dataset (generating the sample data on first use)."""
     root, is_sample = data_root(cfg.data)
     if is_sample:
         ensure_sample_data(acc)
-    records = build_index(cfg.data, root, seed=cfg.trainer.seed)
+    return build_index(cfg.data, root, seed=cfg.trainer.seed)
+
+
+def prepare_data(cfg: Config, acc: Accelerator, records: list[VideoRecord] | None = None
+                 ) -> tuple[Path, list[VideoRecord]]:
+    """Index the dataset (unless ``records`` are given) and make sure its face-crop cache covers it;
+    returns (cache dir, records)."""
+    records = index_data(cfg, acc) if records is None else records
+    root = data_root(cfg.data)[0]
     opts = BuildOptions.from_data(cfg.data)
     cache = cache_location(cfg.data, root, opts)
     if not cache_is_complete(cache, records):
         if not cfg.data.build_cache:
             d = cfg.data
-            raise FileNotFoundError(
+            raise UsageError(
                 f"the face-crop cache {cache} does not cover {d.dataset} at {root}. Build it with:\n"
                 f"  python launch/extract_faces.py --dataset {d.dataset} --root {root} --cache {cache}"
                 f" --frames {d.frames_per_video} --clips {d.clips_per_video} --clip-frames {d.clip_frames}"

@@ -21,11 +21,12 @@ from evaluation.metrics import choose_threshold
 from evaluation.report import write_report
 from evaluation.scoring import build_report
 from utils.core.checkpoint import ExportedModel, load_exported
-from utils.core.config import Config, resolve
+from utils.core.config import Config
+from utils.core.recipe import resolve
 from utils.core.errors import UsageError
 from utils.data.cache_io import load_failures
 from utils.engine.predictions import FramePredictions
-from utils.orchestration.data import predict_split, prepare_data
+from utils.orchestration.data import index_data, predict_split, prepare_data
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,11 @@ def predict_checkpoint(path: str | os.PathLike, dataset: str, splits: list[str],
     """(the loaded checkpoint, {split: predictions}) of one exported checkpoint."""
     exported = load_exported(path, map_location=acc.device)
     cfg = eval_config(exported.config, dataset, root, cache, overrides)
-    cache_dir, records = prepare_data(cfg, acc)
+    records = index_data(cfg, acc)
     present = {r.split for r in records}
     if absent := [s for s in splits if s not in present]:
         raise UsageError(f"{dataset} has no {'/'.join(absent)} split here (splits: {', '.join(sorted(present))})")
+    cache_dir, records = prepare_data(cfg, acc, records)
     failures = load_failures(cache_dir)
     logger.info("%s on %s (cache %s)", path, dataset, cache_dir)
     return exported, {s: predict_split(exported.model, cache_dir, s, cfg, acc, records, failures) for s in splits}

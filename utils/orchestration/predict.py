@@ -24,13 +24,16 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from evaluation.aggregate import aggregate
 from evaluation.ensemble import average_probs, load_weights
 from evaluation.metrics import apply_threshold
 from utils.core.checkpoint import ExportedModel, load_exported
+from utils.core.errors import UsageError
 from utils.data.cache import BuildOptions, VideoSkipped, process_video
+from utils.data.video import VideoReadError, video_info
 from utils.data.datasets import ClipDataset, FrameDataset
 from utils.data.faces import MTCNNDetector
 from utils.data.records import VideoRecord
@@ -41,6 +44,16 @@ logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def check_image(path: Path) -> None:
+    """Decode a still image fully; a truncated or corrupt file is :class:`VideoSkipped` "unreadable"
+    (decoders otherwise fill the missing part with grey and carry on)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise VideoSkipped(f"unreadable: {e}") from None
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -132,13 +145,16 @@ class Predictor:
             (ensemble), else 0.5.
         aggregation: ``mean`` or ``confident`` (frame -> file score).
         face_detector: a :class:`utils.data.faces.FaceDetector` (default MTCNN on ``device``).
+        min_face_share: a file whose face is found on fewer of its sampled frames than this share is
+            reported "no reliable face" instead of scored.
     """
 
     def __init__(self, checkpoints: list[str | os.PathLike], *, device: str = "cpu", frames: int = 32,
                  batch_size: int = 32, weights: list[float] | str | os.PathLike | None = None,
-                 threshold: float | None = None, aggregation: str = "mean", face_detector=None):
+                 threshold: float | None = None, aggregation: str = "mean", face_detector=None,
+                 min_face_share: float = 0.5):
         if not checkpoints:
-            raise ValueError("give at least one --checkpoint")
+            raise UsageError("give at least one --checkpoint")
         self.device = torch.device(device)
         self.members = [load_member(c, self.device) for c in checkpoints]
         self.weights, file_threshold = self._weights(weights, checkpoints)
@@ -146,10 +162,12 @@ class Predictor:
             threshold = self.members[0].exported.threshold if len(self.members) == 1 else file_threshold
         self.threshold = 0.5 if threshold is None else float(threshold)
         self.frames, self.batch_size, self.aggregation = frames, batch_size, aggregation
+        self.min_face_share = min_face_share
         self.face_detector = face_detector if face_detector is not None else MTCNNDetector(device=str(self.device))
         self.num_classes = {m.model.num_classes for m in self.members}
         if len(self.num_classes) != 1:
-            raise ValueError(f"ensemble members disagree on the number of classes: {self.num_classes}")
+            raise UsageError(f"ensemble members disagree on the number of classes: {sorted(self.num_classes)}; "
+                             "a 2-class and a 3-class checkpoint cannot be combined")
         self.label_names = self.members[0].exported.label_names
 
     @staticmethod
@@ -157,11 +175,11 @@ class Predictor:
         if weights is None:
             return None, None
         if isinstance(weights, (str, os.PathLike)):
-            threshold = json.loads(Path(weights).read_text()).get("threshold")
-            return load_weights(weights, [str(c) for c in checkpoints]), threshold
+            w = load_weights(weights, [str(c) for c in checkpoints])   # checks the file
+            return w, json.loads(Path(weights).read_text()).get("threshold")
         w = np.asarray(weights, dtype=np.float64)
         if len(w) != len(checkpoints):
-            raise ValueError(f"{len(w)} ensemble weights for {len(checkpoints)} checkpoints")
+            raise UsageError(f"{len(w)} ensemble weights for {len(checkpoints)} checkpoints")
         return w, None
 
     def _build_options(self) -> BuildOptions:
@@ -194,21 +212,43 @@ class Predictor:
         frames = predict_loader(member.model, loader, device=self.device)
         return aggregate(frames, self.aggregation).probs[0]
 
+    def _decode(self, path: Path, scratch: Path, res: FileResult) -> list[dict]:
+        """Decode, detect and store one file; refuse what cannot be scored honestly (the reason is the
+        :class:`VideoSkipped` message): unreadable files, and files where the face is found on too few
+        of the sampled frames (a false detection on one frame must not become a verdict)."""
+        if not path.is_file():
+            raise VideoSkipped("no such file")
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            check_image(path)
+        record = VideoRecord(video_id=str(path), path=str(path), label=0, dataset="predict", method="unknown",
+                             group=str(path), split="test")
+        opts = self._build_options()
+        try:
+            wanted = min(opts.frames_per_video, video_info(path).n_frames)
+        except VideoReadError as e:
+            raise VideoSkipped(f"unreadable: {e}") from None
+        rows = process_video(record, scratch, opts, self.face_detector)
+        res.n_frames = len({r["slot"] for r in rows})
+        res.n_detected = len({r["slot"] for r in rows if r["detected"]})
+        # the face detector looks at every spread frame (frames inside clip runs are interpolated)
+        spread = {r["slot"]: r["detected"] for r in rows if r["run"] == -1}
+        found = int(sum(spread.values()))
+        if len(spread) < 0.9 * wanted:
+            raise VideoSkipped(f"unreadable: {len(spread)} of the {wanted} sampled frames decode (truncated or "
+                               "corrupt file)")
+        if found < self.min_face_share * len(spread):
+            raise VideoSkipped(f"no reliable face ({found} of {len(spread)} frames)")
+        return rows
+
     def predict_file(self, path: str | os.PathLike, scratch: Path) -> FileResult:
         """Score one file; failures come back as a result with ``error`` set."""
         start = time.perf_counter()
         res = FileResult(str(path))
-        record = VideoRecord(video_id=str(path), path=str(path), label=0, dataset="predict", method="unknown",
-                             group=str(path), split="test")
         try:
-            if not Path(path).is_file():
-                raise VideoSkipped("no such file")
-            rows = process_video(record, scratch, self._build_options(), self.face_detector)
-            res.n_frames = len({r["slot"] for r in rows})
-            res.n_detected = len({r["slot"] for r in rows if r["detected"]})
+            rows = self._decode(Path(path), scratch, res)
             probs = [self._score_member(m, rows, scratch) for m in self.members]
         except VideoSkipped as e:
-            res.error = str(e)
+            res.error = str(e).replace("corrupt:", "unreadable:", 1)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop a batch of files
             logger.debug("prediction failed on %s", path, exc_info=True)
             res.error = f"{type(e).__name__}: {e}"

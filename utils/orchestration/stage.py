@@ -8,14 +8,21 @@ from its adapter.
 from __future__ import annotations
 
 import logging
+import platform
+import sys
 import time
 from pathlib import Path
 
+import accelerate
+import timm
+import torch
+
 from evaluation.report import make_figures, write_report
-from evaluation.scoring import build_report, summary_scalars, validation_metrics
+from evaluation.scoring import build_report, summary_scalars, validation_metric_names, validation_metrics
 from utils.core.checkpoint import CheckpointError, load_weights, read_sidecar
-from utils.core.config import Config, save_config
+from utils.core.config import Config, ConfigError
 from utils.core.fileio import atomic_write_json, read_state_dict
+from utils.core.recipe import save_config
 from utils.core.registry import create_model
 from utils.data.cache_io import load_failures
 from utils.engine.setup import make_accelerator, seed_everything
@@ -24,6 +31,16 @@ from utils.orchestration.curriculum import init_weights, run_dir
 from utils.orchestration.data import predict_split, prepare_data, stage_datasets
 
 logger = logging.getLogger(__name__)
+
+
+def check_stage(cfg: Config) -> None:
+    """What can only be checked against the model and the metrics: refused before anything is written."""
+    names = validation_metric_names(cfg.model.num_classes)
+    if cfg.trainer.monitor not in names:
+        raise ConfigError(f"trainer.monitor '{cfg.trainer.monitor}' is not a validation metric; choose one of "
+                          f"{', '.join(names)}")
+    if cfg.trainer.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("trainer.mixed_precision=fp16 needs a CUDA device; on CPU use bf16 or no")
 
 
 def build_stage_model(cfg: Config, stage: int, output_dir: str | Path, init: str | None, recipe: str):
@@ -36,7 +53,10 @@ def build_stage_model(cfg: Config, stage: int, output_dir: str | Path, init: str
     kwargs = {"size": m.size, "num_classes": m.num_classes, "drop_rate": m.drop_rate, **m.kwargs}
     start = init_weights(cfg, m.name, stage, output_dir, init, recipe)
     pretrained = {"pretrained": m.pretrained, "pretrained_path": m.pretrained_path or None} if start is None else {}
-    model = create_model(m.name, **kwargs, **pretrained)
+    try:
+        model = create_model(m.name, **kwargs, **pretrained)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model '{m.name}' cannot be built from model.* settings: {e}") from None
     if start is not None:
         meta = read_sidecar(start)
         if meta.get("model") != m.name:
@@ -89,13 +109,36 @@ def stage_summary(cfg: Config, stage: int, state, report: dict, rd: Path, start_
             "wall_s": round(time.time() - start_time, 1), "run_dir": str(rd)}
 
 
+def set_aside(rd: Path) -> Path | None:
+    """``--resume never``: move an earlier run's folder aside (nothing is deleted), so that no file of it
+    — best weights, summary, report, metrics — can be taken for this run's."""
+    if not rd.exists():
+        return None
+    aside = rd.with_name(f"{rd.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+    rd.rename(aside)
+    logger.info("--resume never: the earlier run in %s was moved to %s", rd, aside)
+    return aside
+
+
+def run_info(cfg: Config, acc) -> dict:
+    """What a run needs to be reproduced: seed, versions, devices, command."""
+    return {"seed": cfg.trainer.seed, "deterministic": cfg.trainer.deterministic, "command": sys.argv,
+            "python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
+            "accelerate": accelerate.__version__, "platform": platform.platform(), "device": str(acc.device),
+            "cuda": torch.version.cuda, "world_size": acc.num_processes, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
 def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | None = None,
               resume: str = "auto", recipe: str = "") -> dict:
     """Train and evaluate one (model, stage); returns the stage summary (also in ``summary.json``)."""
     start_time = time.time()
     rd = run_dir(output_dir, cfg.model.name, stage)
-    model, model_kwargs, start = build_stage_model(cfg, stage, output_dir, init, recipe)  # fails before writing
+    check_stage(cfg)
+    model, model_kwargs, start = build_stage_model(cfg, stage, output_dir, init, recipe)  # before any write
     acc = make_accelerator(cfg, rd)
+    if resume == "never" and acc.is_main_process:
+        set_aside(rd)
+    acc.wait_for_everyone()
     cache, records = prepare_data(cfg, acc)
     phases, val_set = stage_datasets(cfg, model.input_spec, cache, records)
     meta = {"model": cfg.model.name, "model_kwargs": model_kwargs, "stage": stage,
@@ -105,6 +148,7 @@ def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | No
     trainer.resume(resume)
     if acc.is_main_process:
         save_config(cfg, rd / "config.yaml")
+        atomic_write_json(rd / "run_info.json", run_info(cfg, acc))
     state = trainer.fit(close=False)
     report = evaluate_stage(trainer, cfg, cache, records, rd / "eval")
     summary = stage_summary(cfg, stage, state, report, rd, start_time)
