@@ -100,7 +100,10 @@ class GenConViT(DeepfakeModel):
                          std=tuple(dc_c["std"]))
         super().__init__(spec, num_classes)
         self.cfg, self.paths = cfg, tuple(paths)
-        self.convnext, self.swin = convnext, swin
+        # ConvNeXt's blocks hand channels-last activations to their convolutions (the norm and MLP run
+        # on N×H×W×C), so its weight gradients come out channels-last; with the weights in the same
+        # layout DDP's gradient buckets match them (no per-bucket copy, no stride warning).
+        self.convnext, self.swin = convnext.to(memory_format=torch.channels_last), swin
         self.ae = ConvAutoencoder(cfg.ae_channels) if "ed" in paths else None
         self.vae = ConvVAE(cfg.vae_channels, cfg.latent_channels) if "vae" in paths else None
         feat = 2 * (convnext.num_features + swin.num_features)  # [f(x), f(r)], f = [convnext, swin]

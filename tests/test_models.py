@@ -81,6 +81,9 @@ def test_tiny_forward_backward(name, num_classes):
     assert all(_grad_norm(m) > 0 for m in parts)
     # ... and every parameter takes part in every step: DDP needs no find_unused_parameters
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    # gradients come in their parameter's memory layout: DDP's buckets need no copy (and do not warn
+    # "grad strides do not match bucket view strides")
+    assert [n for n, p in model.named_parameters() if p.grad.stride() != p.stride()] == []
     head_keys = [k for k in model.state_dict() if k.startswith(("head.", "heads."))]
     assert head_keys and all(k.startswith(model.head_prefixes) for k in head_keys)
 
