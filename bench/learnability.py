@@ -1,0 +1,103 @@
+"""Does every registered model learn? Train each at ``size=tiny`` through the real stage runner on the
+bundled sample data and report held-out figures (not a test: ``make bench``).
+
+One row per model: optimizer steps, wall seconds, best validation AUC, test frame and video AUC with
+95 % bootstrap intervals (over videos), video balanced accuracy at the validation threshold, and the
+collapse flag. The audio-visual model trains on DFDC, the only sample dataset with audio.
+
+    python bench/learnability.py                                   # every registered model
+    python bench/learnability.py --models tm cm --steps 120 --json bench/results/learnability.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from utils.core.recipe import load_recipe
+from utils.core.registry import create_model, list_models
+from utils.orchestration import cli
+from utils.orchestration.curriculum import resolve_stage
+from utils.orchestration.stage import run_stage
+
+RECIPE = Path(__file__).resolve().parents[1] / "launch" / "configs" / "demo.yaml"
+STAGE_OF = {"ffpp": 1, "celebdf": 2, "dfdc": 4}   # the demo recipe's stage for each sample dataset
+AUDIO_DATASET = "dfdc"
+
+
+def stage_config(model: str, dataset: str, steps: int, steps_per_epoch: int, extra: list[str]):
+    """The demo recipe's stage for ``dataset``, run as a first stage (no handoff), for ``steps`` steps."""
+    raw = load_recipe(RECIPE)
+    stage = STAGE_OF[dataset]
+    raw["stages"] = {stage: raw["stages"][stage]}
+    epochs = max(1, math.ceil(steps / steps_per_epoch))
+    sets = [f"trainer.max_steps_per_epoch={steps_per_epoch}", f"trainer.epochs={epochs}",
+            "trainer.epochs_per_chunk=0", "trainer.early_stopping_patience=0", "logging.tensorboard=false",
+            "logging.progress_bar=false", *extra]
+    return resolve_stage(raw, model, stage, sets, recipe=str(RECIPE)), stage
+
+
+def row(model: str, dataset: str, summary: dict, steps: int) -> dict:
+    report = json.loads((Path(summary["run_dir"]) / "eval" / "report.json").read_text())
+    ci = {lv: report[lv]["ci"].get("auc", {}) for lv in ("frame", "video")}
+    return {"model": model, "dataset": dataset, "steps": steps, "wall_s": summary["wall_s"],
+            "val_auc": summary.get("val_auc"), "test_frame_auc": summary["test_frame_auc"],
+            "test_frame_auc_ci": [ci["frame"].get("low"), ci["frame"].get("high")],
+            "test_video_auc": summary["test_video_auc"],
+            "test_video_auc_ci": [ci["video"].get("low"), ci["video"].get("high")],
+            "test_video_balanced_acc": summary["test_video_balanced_acc"], "collapsed": summary["collapsed"]}
+
+
+def fmt(r: dict) -> str:
+    def f(v):
+        return "  n/a" if v is None else f"{v:.3f}"
+    ci = r["test_video_auc_ci"]
+    return (f"{r['model']:<14} {r['dataset']:<8} {r['steps']:>5} {r['wall_s']:>7.0f} {f(r['val_auc']):>7} "
+            f"{f(r['test_frame_auc']):>9} {f(r['test_video_auc']):>9} [{f(ci[0])}, {f(ci[1])}] "
+            f"{f(r['test_video_balanced_acc']):>8}{'  COLLAPSED' if r['collapsed'] else ''}")
+
+
+HEADER = (f"{'model':<14} {'dataset':<8} {'steps':>5} {'wall s':>7} {'val AUC':>7} {'frame AUC':>9} "
+          f"{'video AUC':>9} {'[95 % CI]':<16} {'bal. acc':>8}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=None, help="default: every registered model")
+    ap.add_argument("--dataset", default="ffpp", choices=sorted(STAGE_OF),
+                    help="sample dataset (audio models always use dfdc)")
+    ap.add_argument("--steps", type=int, default=160, help="optimizer steps per model")
+    ap.add_argument("--steps-per-epoch", type=int, default=20, help="steps between validations")
+    ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
+    ap.add_argument("--output-dir", default=None, help="run folders (default: a temporary folder)")
+    ap.add_argument("--json", default=None, help="write the rows here as a JSON list")
+    args = ap.parse_args()
+    cli.setup_logging(verbose=False)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="learnability-") as tmp:
+        out = Path(args.output_dir or tmp)
+        print(HEADER, flush=True)
+        for model in args.models or list_models():
+            cfg, stage = stage_config(model, args.dataset, args.steps, args.steps_per_epoch, args.set)
+            if _needs_audio(cfg):
+                cfg, stage = stage_config(model, AUDIO_DATASET, args.steps, args.steps_per_epoch, args.set)
+            started = time.time()
+            summary = run_stage(cfg, stage, out, resume="never")
+            summary["wall_s"] = time.time() - started
+            rows.append(row(model, cfg.data.dataset, summary, args.steps))
+            print(fmt(rows[-1]), flush=True)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def _needs_audio(cfg) -> bool:
+    return create_model(cfg.model.name, size="tiny").input_spec.audio
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))
