@@ -240,7 +240,8 @@ def _validate_nested(section: str, values: Any, source: str) -> dict:
     """``stages`` (keys: stage numbers) and ``models`` (keys: model names), each a partial recipe."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: '{section}' must be a mapping")
-    if section == "stages":
+    if section == "stages":   # JSON (a sidecar's config) turns the numbers into strings: take them back
+        values = {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in values.items()}
         bad = [k for k in values if not (isinstance(k, int) and not isinstance(k, bool))]
         if bad:
             raise ConfigError(f"{source}: stage keys must be numbers (stages: {{1: …, 2: …}}), got {bad[0]!r}")
