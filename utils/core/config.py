@@ -41,7 +41,14 @@ class DataConfig:
     cache: str = ""                 # face-crop cache; empty: <cache_root>/<dataset>-<hash>
     cache_root: str = "data/cache"
     build_cache: bool = True        # build a missing cache on first use (else stop with the command)
-    cache_compress: bool = True     # false: ~1.7x faster loading for ~2x the disk (both lossless)
+    cache_compress: bool = True     # native tiles as lossless WebP; false: raw (no decode, ~6x their bytes)
+    cache_crops: list[Literal["face", "context", "native"]] = field(
+        default_factory=lambda: ["face", "context", "native"])  # crop policies stored for spread frames
+    cache_clip_crops: list[Literal["face", "context", "native"]] = field(
+        default_factory=lambda: ["face"])  # crop policies stored for the frames of clip runs
+    cache_size: int = 224           # largest model input the cache serves (face/context stored resized to it)
+    native_jitter: int = 32         # native tiles reach this far (px, multiple of 8) beyond the centred window
+    cache_quality: int = 95         # JPEG quality of the stored face/context crops
     frames_per_video: int = 32      # frames spread evenly over each video, stored in the face cache
     clips_per_video: int = 4        # runs of consecutive frames stored for clip models
     clip_frames: int = 8            # length of each stored run (>= every model's clip_len)

@@ -1,11 +1,12 @@
-"""Face-crop cache builder: decode each video once, detect, keep the main face, store lossless regions.
+"""Face-crop cache builder: decode each video once, detect, keep the main face, store each crop policy.
 
 Per video: the wanted frames (``frames_per_video`` spread evenly plus ``clips_per_video`` runs of
 ``clip_frames`` consecutive frames) are decoded in one pass, faces detected in batches, the main
-track chosen (:func:`utils.data.faces.select_track`), and for every wanted frame the area around the
-face — large enough for every crop policy — is stored without loss together with its origin, the
-face box and the source size (layout: :mod:`utils.data.cache_io`). Audio, where present, is stored
-mono at 16 kHz with sample 0 at the first frame.
+track chosen (:func:`utils.data.faces.select_track`), and every wanted frame is stored as the crops
+its models read (:mod:`utils.data.cache_store`): lossless un-resampled tiles for ``native`` crops,
+``face`` / ``context`` crops already resized to the model size, lossy; with the face boxes and the
+source size (layout: :mod:`utils.data.cache_io`). Audio, where present, is stored mono at 16 kHz with
+sample 0 at the first frame.
 
 The build is resumable (a video's file is written atomically; finished videos are skipped),
 parallel across videos in worker processes, and sharded by rank under ``torchrun``/``accelerate
@@ -28,14 +29,13 @@ from typing import Iterator
 import numpy as np
 
 from utils.data import cache_io
+from utils.data.cache_store import BuildOptions, index_boxes, sparse_audio, store_crops
 from utils.data.cache_io import (FAILURE_FIELDS, INDEX_FIELDS, cache_is_complete, load_failures,
                                  load_index, part_name, video_file)
-from utils.data.crops import region_bounds
 from utils.data.faces import FaceDetector, MTCNNDetector, select_track
 from utils.data.records import VideoRecord
 from utils.data.video import Frames, VideoReadError, read_audio, read_frames, video_info
 from utils.core.config import DataConfig
-from utils.core.model import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -43,51 +43,6 @@ __all__ = ["BuildOptions", "VideoSkipped", "build_cache", "cache_location", "cac
            "plan_frames", "process_video"]
 
 SAMPLE_RATE = 16000
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """Per-video settings of a cache build; derived from the data config by :meth:`from_data`.
-
-    Attributes:
-        frames_per_video: frames spread evenly over each video.
-        clips_per_video, clip_frames: runs of consecutive frames for clip models.
-        margin: the face-crop margin the stored area must allow (fraction of the box per side).
-        context_scale: widest crop (× face box) the stored area must allow.
-        min_region: stored areas are at least this many pixels square where the frame allows, so
-            ``native`` crops of that size need no padding.
-        audio: store the audio track where the video has one.
-        require_audio: a video without audio is a failure (audio-visual training sets).
-        backend: video decoder (``auto``, ``decord``, ``pyav``).
-        compress: zlib-compress the stored regions (lossless either way). Off: about twice the disk
-            and no inflate per sample, ~1.7x faster loading.
-    """
-
-    frames_per_video: int = DataConfig.frames_per_video
-    clips_per_video: int = DataConfig.clips_per_video
-    clip_frames: int = DataConfig.clip_frames
-    margin: float = DataConfig.margin
-    context_scale: float = InputSpec.context_scale
-    min_region: int = 256
-    audio: bool = True
-    require_audio: bool = False
-    backend: str = "auto"
-    compress: bool = True
-
-    @classmethod
-    def from_data(cls, data: DataConfig, **changes) -> "BuildOptions":
-        """The build settings a data config asks for (the one place they are read from it)."""
-        return cls(frames_per_video=data.frames_per_video, clips_per_video=data.clips_per_video,
-                   clip_frames=data.clip_frames, margin=data.margin, compress=data.cache_compress, **changes)
-
-    def key(self) -> str:
-        """What changes the stored content: two settings never share a cache folder."""
-        return (f"{self.frames_per_video}|{self.clips_per_video}|{self.clip_frames}|{self.margin}|"
-                f"{self.context_scale}|{self.min_region}|{self.compress}")
-
-    @property
-    def region_scale(self) -> float:
-        return max(self.context_scale, 1 + 2 * self.margin)
 
 
 class VideoSkipped(Exception):
@@ -123,8 +78,8 @@ def _interp_boxes(src: np.ndarray, boxes: np.ndarray, dst: np.ndarray) -> np.nda
 
 def _boxes_from_original(path: Path, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boxes of a stored original at ``frames`` (pixel-aligned DFDC fakes reuse them)."""
-    with np.load(path) as z:
-        src, boxes, det = z["frame_index"], z["boxes"], z["detected"]
+    with cache_io.VideoFile(path) as v:
+        src, boxes, det = v["frame_index"], v["boxes"], v["detected"]
     return _interp_boxes(src, boxes, frames), np.isin(frames, src[det])
 
 
@@ -150,13 +105,8 @@ def _track(face_detector: FaceDetector, frames: Frames,
     return _interp_boxes(frames.indices[pos], track.boxes, frames.indices), detected
 
 
-def process_video(record: VideoRecord, cache_dir: Path, opts: BuildOptions, face_detector: FaceDetector,
-                  original: Path | None = None) -> list[dict]:
-    """Decode, detect and store one video; return its index rows.
-
-    Raises:
-        VideoSkipped: the video cannot be used (the reason is its message).
-    """
+def _decode(record: VideoRecord, opts: BuildOptions) -> tuple:
+    """(video info, audio or None, wanted memberships, decoded frames) of one video."""
     try:
         info = video_info(record.path, opts.backend)
     except VideoReadError as e:
@@ -174,30 +124,57 @@ def process_video(record: VideoRecord, cache_dir: Path, opts: BuildOptions, face
         frames = read_frames(record.path, wanted, opts.backend)
     except VideoReadError as e:
         raise VideoSkipped(f"corrupt: {e}") from e
+    return info, audio, members, frames
+
+
+def process_video(record: VideoRecord, cache_dir: Path, opts: BuildOptions, face_detector: FaceDetector,
+                  original: Path | None = None, timings: dict | None = None) -> list[dict]:
+    """Decode, detect and store one video; return its index rows.
+
+    ``timings``, when given, gets the seconds spent in ``decode``, ``detect``, ``encode`` (crop,
+    resize, compress) and ``write``, added to what it holds.
+
+    Raises:
+        VideoSkipped: the video cannot be used (the reason is its message).
+    """
+    clock = _Clock(timings)
+    info, audio, members, frames = _decode(record, opts)
+    clock("decode")
     if original is not None and original.is_file():
         boxes, detected = _boxes_from_original(original, frames.indices)
     else:
         boxes, detected = _track(face_detector, frames, members)
-    h, w = frames.images.shape[1:3]
-    arrays: dict[str, np.ndarray] = {}
-    origins = np.zeros((len(frames.indices), 2), np.int32)
-    region_hw = np.zeros((len(frames.indices), 2), np.int32)
-    for i, (img, box) in enumerate(zip(frames.images, boxes)):
-        x0, y0, x1, y1 = region_bounds(box, (h, w), opts.region_scale, opts.min_region)
-        arrays[f"r{i}"] = np.ascontiguousarray(img[y0:y1, x0:x1])
-        origins[i], region_hw[i] = (x0, y0), (y1 - y0, x1 - x0)
+    clock("detect")
     slot = {int(f): i for i, f in enumerate(frames.indices)}
     kept = [(slot[f], r) for f, r in members if f in slot]  # frames past a short read are dropped
+    blobs, arrays = store_crops(frames.images, index_boxes(boxes), kept, opts)
+    if audio is not None:
+        blobs["audio"] = sparse_audio(audio, frames.times, info.fps, SAMPLE_RATE)
+    h, w = frames.images.shape[1:3]
     arrays.update(
-        frame_index=frames.indices, times=frames.times, boxes=boxes, detected=detected, origins=origins,
-        region_hw=region_hw, frame_hw=np.array([h, w], np.int32), fps=np.array(info.fps),
-        n_frames=np.array(info.n_frames), member_slot=np.array([s for s, _ in kept], np.int32),
-        member_run=np.array([r for _, r in kept], np.int32),
-        audio=audio if audio is not None else np.zeros(0, np.float32),
-        has_audio=np.array(audio is not None), sample_rate=np.array(SAMPLE_RATE))
+        frame_index=frames.indices, times=frames.times, boxes=boxes, detected=detected,
+        frame_hw=np.array([h, w], np.int32), fps=np.array(info.fps), n_frames=np.array(info.n_frames),
+        member_slot=np.array([s for s, _ in kept], np.int32), member_run=np.array([r for _, r in kept], np.int32),
+        lossless_raw=np.array(not opts.compress), has_audio=np.array(audio is not None), sample_rate=np.array(SAMPLE_RATE),
+        audio_len=np.array(0 if audio is None else len(audio)))
+    clock("encode")
     path = video_file(cache_dir, record.video_id)
-    cache_io.save_npz_atomic(path, arrays, opts.compress)
+    cache_io.save_video_atomic(path, arrays, blobs)
+    clock("write")
     return cache_io.rows_for_video(arrays, record, path.relative_to(cache_dir).as_posix())
+
+
+class _Clock:
+    """Adds the seconds since the last call to ``timings[name]`` (does nothing without a dict)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+            self.last = now
 
 
 # ---- worker processes -------------------------------------------------------------------------
@@ -215,15 +192,17 @@ def _init_worker(face_detector: FaceDetector | None, single_thread: bool = True)
     _WORKER["face_detector"] = face_detector if face_detector is not None else MTCNNDetector()
 
 
-def _run_job(job: tuple) -> tuple[str, list[dict], str | None]:
+def _run_job(job: tuple) -> tuple[str, list[dict], str | None, dict]:
     record, cache_dir, opts, original = job
+    timings: dict = {}
     try:
-        return record.video_id, process_video(record, cache_dir, opts, _WORKER["face_detector"], original), None
+        rows = process_video(record, cache_dir, opts, _WORKER["face_detector"], original, timings)
+        return record.video_id, rows, None, timings
     except VideoSkipped as e:
-        return record.video_id, [], str(e)
+        return record.video_id, [], str(e), timings
     except Exception as e:  # noqa: BLE001 - one bad video must not stop a day-long build
         logger.exception("%s failed", record.path)
-        return record.video_id, [], f"error: {type(e).__name__}: {e}"
+        return record.video_id, [], f"error: {type(e).__name__}: {e}", timings
 
 
 def _mp_context():
@@ -303,7 +282,9 @@ def _pending(phase: list[VideoRecord], cache_dir: Path, opts: BuildOptions, know
 
 
 def _collect(results: Iterator[tuple], by_id: dict[str, VideoRecord], total: int, tally: _Tally) -> None:
-    for n, (video_id, rows, reason) in enumerate(results, 1):
+    for n, (video_id, rows, reason, timings) in enumerate(results, 1):
+        for k, v in timings.items():
+            tally.counts[f"{k}_s"] = tally.counts.get(f"{k}_s", 0.0) + v
         if reason is None:
             tally.rows += rows
             tally.counts["done"] += 1
@@ -356,6 +337,7 @@ def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, opts: 
         for kind in ("index", "failures"):
             (cache_dir / part_name(kind, rank, world)).unlink(missing_ok=True)
     opts = opts or BuildOptions()
+    cache_io.write_manifest(cache_dir, opts.manifest())
     known_failures = {} if retry_failed else {f["video_id"]: f for f in load_failures(cache_dir)}
     by_id = {r.video_id: r for r in mine}
     tally = _Tally()
@@ -363,7 +345,8 @@ def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, opts: 
         jobs = _pending(phase, cache_dir, opts, known_failures, reuse_original_boxes, tally)
         _collect(_run_jobs(jobs, workers, face_detector), by_id, len(jobs), tally)
     _write_index(cache_dir, tally.rows, tally.failures, rank, world)
-    counts = {**tally.counts, "seconds": round(time.perf_counter() - start, 2)}
+    counts = {**{k: round(v, 3) if isinstance(v, float) else v for k, v in tally.counts.items()},
+              "seconds": round(time.perf_counter() - start, 2)}
     logger.info("rank %d/%d: done %d / skipped %d / failed %d (%d failed in earlier runs, not retried)",
                 rank, world, counts["done"], counts["skipped"], counts["failed"] + counts["failed_before"],
                 counts["failed_before"])

@@ -14,6 +14,7 @@ gigabytes of dicts that every forked worker would slowly copy.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,7 +26,8 @@ from torch.utils.data import Dataset
 from utils.core.config import DataConfig
 from utils.core.model import InputSpec
 from utils.data.audio import mel_window
-from utils.data.cache_io import load_index
+from utils.data import codecs
+from utils.data.cache_io import VideoFile, check_serves, load_index
 from utils.data.crops import crop_window, cut_window
 from utils.data.records import VideoRecord
 from utils.data.transforms import build_transforms
@@ -36,33 +38,43 @@ Transform = Callable[..., list[np.ndarray]]  # transform(frames, seed=None) -> f
 
 
 class _Video:
-    """One open cache file: small arrays in memory, regions and audio read on demand."""
+    """One open cache file: small arrays in memory, crops and audio read and decoded on demand."""
 
     def __init__(self, path: Path):
-        self.npz = np.load(path)
-        self.origins, self.times = self.npz["origins"], self.npz["times"]
-        self.region_hw = self.npz["region_hw"]
-        self.fps = float(self.npz["fps"])
-        self.has_audio = bool(self.npz["has_audio"])
-        self.sample_rate = int(self.npz["sample_rate"])
+        self.file = VideoFile(path)
+        self.times = self.file["times"]
+        self.fps = float(self.file["fps"])
+        self.has_audio = bool(self.file["has_audio"])
+        self.sample_rate = int(self.file["sample_rate"])
+        self.compress = not bool(self.file["lossless_raw"])
+        names, tiles = self.file["tile_names"].tolist(), self.file["tiles"]
+        self.tiles = {n: tuple(t) for n, t in zip(names, tiles.tolist())}
         self._audio: np.ndarray | None = None
 
-    def region(self, slot: int) -> np.ndarray:
-        return self.npz[f"r{slot}"]
+    @staticmethod
+    def name(policy: str, run: int, slot: int) -> str:
+        return f"{policy}:{slot}" if run < 0 else f"{policy}:r{run}:{slot}"
 
-    def bounds(self, slot: int) -> tuple[int, int, int, int]:
-        """Extent of the stored region of ``slot`` in source pixels."""
-        (x0, y0), (h, w) = self.origins[slot].tolist(), self.region_hw[slot].tolist()
-        return x0, y0, x0 + w, y0 + h
+    def crop(self, policy: str, run: int, slot: int) -> np.ndarray:
+        """The stored ``face`` / ``context`` crop of a frame (already at the stored size)."""
+        return codecs.decode_lossy(self.file.blob(self.name(policy, run, slot)))
+
+    def tile(self, run: int, slot: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The lossless ``native`` tile of a frame and its extent (x0, y0, x1, y1) in source pixels."""
+        name = self.name("native", run, slot)
+        x0, y0, h, w = self.tiles[name]
+        return codecs.decode_lossless(self.file.blob(name), (h, w), self.compress), (x0, y0, x0 + w, y0 + h)
 
     @property
     def audio(self) -> np.ndarray:
         if self._audio is None:
-            self._audio = self.npz["audio"]
+            n = int(self.file["audio_len"])
+            pcm = np.frombuffer(zlib.decompress(self.file.blob("audio")), "<i2") if n else np.zeros(0, "<i2")
+            self._audio = pcm.astype(np.float32) / 32767.0
         return self._audio
 
     def close(self) -> None:
-        self.npz.close()
+        self.file.close()
 
 
 class _Store:
@@ -110,17 +122,19 @@ class _CacheDataset(Dataset):
         """The generator of item ``index`` in the current epoch (see :meth:`set_epoch`)."""
         return np.random.default_rng([self.seed, self.epoch, index])
 
-    def _window(self, video: _Video, slots: list[int], box: np.ndarray, rng: np.random.Generator):
-        bounds = [video.bounds(s) for s in slots]
-        common = (max(b[0] for b in bounds), max(b[1] for b in bounds),
-                  min(b[2] for b in bounds), min(b[3] for b in bounds))
-        return crop_window(box, self.spec, common, margin=self.margin, train=self.train, rng=rng)
-
-    def _crops(self, video: _Video, slots: list[int], box: np.ndarray,
+    def _crops(self, video: _Video, run: int, slots: list[int], box: np.ndarray,
                rng: np.random.Generator) -> list[np.ndarray]:
-        """One window for all frames (a clip keeps a fixed camera), cut from each frame's region."""
-        window = self._window(video, slots, box, rng)
-        crops = [cut_window(video.region(s), video.origins[s], window) for s in slots]
+        """The frames' crops, transformed with one seed. ``face`` / ``context`` crops are stored cut and
+        resized; ``native`` windows are placed once for all frames (a clip keeps a fixed camera)
+        inside the stored tiles and cut from them."""
+        if self.spec.crop != "native":
+            crops = [video.crop(self.spec.crop, run, s) for s in slots]
+        else:
+            tiles = [video.tile(run, s) for s in slots]
+            common = (max(b[0] for _, b in tiles), max(b[1] for _, b in tiles),
+                      min(b[2] for _, b in tiles), min(b[3] for _, b in tiles))
+            window = crop_window(box, self.spec, common, margin=self.margin, train=self.train, rng=rng)
+            crops = [cut_window(tile, bounds[:2], window) for tile, bounds in tiles]
         return self.transform(crops, seed=int(rng.integers(2**63)))
 
     def _audio(self, sample: dict, video: _Video, slot: int, n_frames: int) -> None:
@@ -199,7 +213,7 @@ class FrameDataset(_CacheDataset):
     def __getitem__(self, i: int) -> dict:
         row = self.rows[i]
         video = self.store.get(row["crop_file"])
-        (image,) = self._crops(video, [row["slot"]], self.rows.boxes[i], self._rng(i))
+        (image,) = self._crops(video, -1, [row["slot"]], self.rows.boxes[i], self._rng(i))
         sample = {"image": self._to_tensor(image), "label": torch.tensor(row["label"], dtype=torch.long),
                   "video_id": row["video_id"], "method": row["method"], "frame_index": row["frame_index"]}
         if self.spec.audio:
@@ -250,7 +264,7 @@ class ClipDataset(_CacheDataset):
         rows = [self.rows[k] for k in range(start, start + t)]
         video = self.store.get(rows[0]["crop_file"])
         slots = [r["slot"] for r in rows]
-        frames = self._crops(video, slots, self.rows.boxes[start:start + t].mean(axis=0), rng)
+        frames = self._crops(video, rows[0]["run"], slots, self.rows.boxes[start:start + t].mean(axis=0), rng)
         key = "clip" if t > 1 else "image"
         pixels = torch.stack([self._to_tensor(f) for f in frames]) if t > 1 else self._to_tensor(frames[0])
         sample = {key: pixels, "label": torch.tensor(rows[0]["label"], dtype=torch.long),
@@ -296,9 +310,12 @@ def build_dataset(cache_dir: str | Path, records: Sequence[VideoRecord], spec: I
     data_cfg.clahe)`` unless one is given.
 
     Raises:
+        CacheError: the cache does not hold the crops ``spec`` asks for (the policy, or its size,
+            margin or context scale; see ``cache.json``).
         ValueError: the cache holds no rows for these videos.
     """
     clips = spec.clip_len > 1
+    check_serves(cache_dir, spec, clips, data_cfg.margin)
     rows = _rows_of(cache_dir, records, clips)
     if not rows:
         what = "clips" if clips else "frames"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import cv2
@@ -155,3 +156,18 @@ def build_transforms(spec: InputSpec, train: bool,
     if spec.crop == "native":
         return ClipTransform(native_pipeline(A, train, clahe), spec.image_size, native=True)
     return ClipTransform(face_pipeline(A, spec.image_size, train, clahe), spec.image_size, native=False)
+
+
+@lru_cache(maxsize=8)
+def _eval_resize(size: int):
+    A = _albumentations()
+    return A.Compose(_resize_pad(A, size, train=False)[:1])
+
+
+def stored_size(img: np.ndarray, size: int) -> np.ndarray:
+    """``img`` as the evaluation resize shrinks it (longest side ``size``, area interpolation); images
+    already no larger are returned as they are. What the cache stores for ``face`` / ``context``
+    crops, so that evaluation's own resize then leaves them untouched."""
+    if max(img.shape[:2]) <= size:
+        return img
+    return _eval_resize(size)(image=img)["image"]

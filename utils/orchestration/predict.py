@@ -192,7 +192,8 @@ class Predictor:
             clip_frames=max([clip_len] + [d.clip_frames for d in configs]) if clip_len > 1 else 0,
             margin=max(m.margin for m in self.members),
             context_scale=max(s.context_scale for s in specs),
-            min_region=max([BuildOptions.min_region] + [s.image_size for s in specs if s.crop == "native"]),
+            crops=tuple({s.crop for s in specs if s.clip_len == 1}),
+            clip_crops=tuple({s.crop for s in specs if s.clip_len > 1}), size=max(s.image_size for s in specs),
             audio=any(s.audio for s in specs))
 
     def _score_member(self, member: Member, rows: list[dict], cache_dir: Path) -> np.ndarray:
