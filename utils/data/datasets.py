@@ -19,6 +19,7 @@ from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -100,27 +101,40 @@ class _CacheDataset(Dataset):
         self.cache_dir, self.spec, self.transform = Path(cache_dir), spec, transform
         self.margin, self.train = margin, train
         self._store: _Store | None = None
-        self.seed, self.epoch = 0, 0
+        # (seed, epoch) in shared memory: persistent DataLoader workers see every set_epoch
+        self._seed_epoch = torch.zeros(2, dtype=torch.int64).share_memory_()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_store": None}  # each worker opens its own files
 
+    @property
+    def seed(self) -> int:
+        return int(self._seed_epoch[0])
+
+    @property
+    def epoch(self) -> int:
+        return int(self._seed_epoch[1])
+
     def set_epoch(self, epoch: int, seed: int | None = None) -> None:
         """Random crops and augmentations are a function of (seed, epoch, index): a run resumed in
-        the middle of an epoch draws exactly what the uninterrupted run drew, whatever the workers."""
-        self.epoch = epoch
+        the middle of an epoch draws exactly what the uninterrupted run drew, whatever the workers.
+        Written to shared memory, so workers kept alive across epochs (``persistent_workers``) see it."""
+        self._seed_epoch[1] = epoch
         if seed is not None:
-            self.seed = seed
+            self._seed_epoch[0] = seed
 
     @property
     def store(self) -> _Store:
         if self._store is None:
+            if torch.utils.data.get_worker_info() is not None:
+                cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's pool would oversubscribe
             self._store = _Store(self.cache_dir)
         return self._store
 
     def _rng(self, index: int) -> np.random.Generator:
         """The generator of item ``index`` in the current epoch (see :meth:`set_epoch`)."""
-        return np.random.default_rng([self.seed, self.epoch, index])
+        seed, epoch = self._seed_epoch.tolist()
+        return np.random.default_rng([seed, epoch, index])
 
     def _crops(self, video: _Video, run: int, slots: list[int], box: np.ndarray,
                rng: np.random.Generator) -> list[np.ndarray]:

@@ -102,7 +102,7 @@ class ClipTransform:
 
     def __init__(self, transforms: list, size: int, native: bool):
         A = _albumentations()
-        self.compose = A.Compose(transforms)
+        self.compose = A.Compose(transforms, is_check_shapes=False)
         self.square = A.Compose(_resize_pad(A, size, train=False))
         self.size, self.native = size, native
         self._pid: int | None = None

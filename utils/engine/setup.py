@@ -99,5 +99,7 @@ def make_loader(dataset: Dataset, cfg: Config, world_size: int, train: bool, cud
         sampler = BalancedSampler(dataset.labels, seed=cfg.trainer.seed, mode=d.balance)
     else:
         sampler = EpochSampler(len(dataset), cfg.trainer.seed, shuffle=train)
+    # on CUDA: pinned host memory, and workers kept across epochs (datasets read the epoch from shared memory)
     return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=d.num_workers, pin_memory=cuda,
-                      persistent_workers=False, drop_last=train and len(sampler) >= 2 * bs * world_size)
+                      persistent_workers=cuda and d.num_workers > 0,
+                      drop_last=train and len(sampler) >= 2 * bs * world_size)
