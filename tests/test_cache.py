@@ -101,8 +101,8 @@ def test_native_tiles_are_lossless_grid_aligned_source_pixels(built, footage):
         assert sorted(tiles) == [f"native:{s}" for s in range(6)]  # spread frames only; runs store face crops
         for name, (x0, y0, h, w) in tiles.items():
             slot = int(name.split(":")[1])
-            # the centred 224 window and 32 px of placement range each side, clipped to the frame
-            assert x0 % 8 == 0 and y0 % 8 == 0 and 224 <= h <= 288 and 224 <= w <= 288
+            # the centred 224 window and 16 px of placement range each side, clipped to the frame
+            assert x0 % 8 == 0 and y0 % 8 == 0 and 224 <= h <= 256 and 224 <= w <= 256
             np.testing.assert_array_equal(decode_lossless(v.blob(name), (h, w)), source[slot][y0:y0 + h, x0:x0 + w])
             x1, y1, x2, y2 = v["boxes"][slot]
             assert x0 <= x1 and y0 <= y1 and x0 + w >= x2 and y0 + h >= y2  # the face is inside

@@ -47,7 +47,7 @@ class DataConfig:
     cache_clip_crops: list[Literal["face", "context", "native"]] = field(
         default_factory=lambda: ["face"])  # crop policies stored for the frames of clip runs
     cache_size: int = 224           # largest model input the cache serves (face/context stored resized to it)
-    native_jitter: int = 32         # native tiles reach this far (px, multiple of 8) beyond the centred window
+    native_jitter: int = 16         # native tiles reach this far (px, multiple of 8) beyond the centred window
     cache_quality: int = 95         # JPEG quality of the stored face/context crops
     frames_per_video: int = 32      # frames spread evenly over each video, stored in the face cache
     clips_per_video: int = 4        # runs of consecutive frames stored for clip models

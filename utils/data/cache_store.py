@@ -27,7 +27,7 @@ from utils.data.crops import GRID, crop_window, cut_window
 from utils.data.transforms import stored_size
 
 POLICIES = ("face", "context", "native")
-AUDIO_MARGIN_S = 0.1  # audio kept this far around every stored frame (a log-mel window reaches ~0.03 s)
+AUDIO_MARGIN_S = 0.08  # audio kept around every stored frame (a log-mel window reaches 16-64 ms past it)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -125,9 +124,7 @@ class _CacheDataset(Dataset):
 
     @property
     def store(self) -> _Store:
-        if self._store is None:
-            if torch.utils.data.get_worker_info() is not None:
-                cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's pool would oversubscribe
+        if self._store is None:  # (no cv2.setNumThreads here: in a forked worker it can deadlock)
             self._store = _Store(self.cache_dir)
         return self._store
 

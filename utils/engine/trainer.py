@@ -86,8 +86,8 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.plateau = build_plateau(self.optimizer, cfg)
-        if cfg.trainer.compile:
-            model = torch.compile(model, backend=cfg.trainer.compile_backend)
+        if cfg.trainer.compile:  # in place: no _orig_mod. wrapper, so state, export and --init keys stay plain
+            model.compile(backend=cfg.trainer.compile_backend)
         self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
         self.val_loader = self.acc.prepare(self._loader(val_data, train=False))
         self._phase_cache: tuple[int, DataLoader, Dataset] | None = None
