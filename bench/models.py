@@ -2,11 +2,12 @@
 
 CPU: parameters, GFLOPs per sample (forward pass, counted by ``torch.utils.flop_counter``; FFTs are not
 counted), forward latency at batch 1. CUDA, when a GPU is present: training samples/s (forward, loss,
-backward, AdamW step) and peak memory, fp32 versus bf16 autocast + channels_last, and optionally the
-same under ``torch.compile``.
+backward, AdamW step), MFU (3 x forward FLOPs x samples/s over the GPU's dense bf16 peak) and peak
+memory, for fp32, bf16 autocast + channels_last, and the same under ``torch.compile`` (inductor).
 
     python bench/models.py                              # all models; the CUDA table only on a GPU machine
-    python bench/models.py --models tm cm --threads 2 --compile --json bench/results/models.json
+    python bench/models.py --skip-cpu --json bench/results/models_cuda.json   # on a GPU: the table only
+    python bench/models.py --models tm cm --threads 2 --no-compile
 """
 from __future__ import annotations
 
@@ -89,6 +90,17 @@ def cuda_train(name: str, batch_size: int, steps: int, warmup: int, bf16: bool, 
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
 
 
+# dense bf16 tensor-core peaks (TFLOPS) of common training GPUs, for MFU; --peak-tflops overrides
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
+                    "4090": 165.0, "3090": 71.0}
+
+
+def peak_tflops(device_name: str, given: float) -> float | None:
+    if given:
+        return given
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
+
+
 def _row(cells: list) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -105,7 +117,8 @@ def main() -> None:
     parser.add_argument("--clip-batch-size", type=int, default=8, help="CUDA training batch for clip models")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--gpu-warmup", type=int, default=5)
-    parser.add_argument("--compile", action="store_true", help="also measure torch.compile (bf16)")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile column")
+    parser.add_argument("--peak-tflops", type=float, default=0.0, help="the GPU's dense bf16 peak, for MFU")
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args()
     names = args.models or list_models()
@@ -134,19 +147,25 @@ def main() -> None:
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32
-        modes = [("fp32", False, False), ("bf16+cl", True, False)] + ([("bf16+cl+compile", True, True)]
-                                                                      if args.compile else [])
-        print(f"\nCUDA ({torch.cuda.get_device_name()}), training step (fwd+loss+bwd+AdamW): "
-              "samples/s | peak GiB")
+        modes = [("fp32", False, False), ("bf16+cl", True, False)] + ([] if args.no_compile else
+                                                                      [("bf16+cl+compile", True, True)])
+        device = torch.cuda.get_device_name()
+        peak = peak_tflops(device, args.peak_tflops)
+        print(f"\nCUDA ({device}), training step (fwd+loss+bwd+AdamW): samples/s | MFU "
+              f"(vs {peak or '?'} TFLOPS bf16 dense) | peak GiB")
         print(_row(["model", "batch"] + [m[0] for m in modes]))
         print(_row(["---"] * (2 + len(modes))))
         for name in names:
             clip = create_model(name, size="tiny").input_spec.clip_len > 1
             bs = args.clip_batch_size if clip else args.batch_size
+            gflops = results[name].get("gflops") or gflops_per_sample(create_model(name).eval())
             cells = []
             for label, bf16, compile_ in modes:
                 r = results[name][label] = cuda_train(name, bs, args.steps, args.gpu_warmup, bf16, compile_)
-                cells.append(r.get("note") or f"{r['samples_per_s']:.0f} | {r['peak_gib']:.1f}")
+                if r["samples_per_s"] is not None and peak:
+                    r["mfu"] = 3 * gflops * 1e9 * r["samples_per_s"] / (peak * 1e12)
+                mfu = f"{100 * r['mfu']:.1f} %" if "mfu" in r else "n/a"
+                cells.append(r.get("note") or f"{r['samples_per_s']:.0f} | {mfu} | {r['peak_gib']:.1f}")
             print(_row([name, bs] + cells), flush=True)
     else:
         print("\nCUDA: no GPU here; run this script on a CUDA machine for the training table.")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from utils.core.checkpoint import build_from_sidecar, load_weights, read_sidecar
@@ -37,7 +38,7 @@ def env(sample_data, tmp_path_factory):
 
 
 def config(stage: int, cache: Path, switches: list[str]):
-    more = switches + [f"data.cache_root={cache}", "logging.tensorboard=false"]
+    more = switches + [f"data.cache_root={cache}", "logging.tensorboard=false", "data.batch_size=2"]
     return resolve_stage(load_recipe(RECIPE), MODEL, stage, more, recipe=RECIPE)
 
 
@@ -54,29 +55,44 @@ def check_stage(out: Path, summary: dict) -> None:
     assert summary["test_video_auc"] is not None or summary["test_frame_auc"] is not None
 
 
-@pytest.mark.parametrize("switches, resume_with", [(COMPILE, []), (ALL_CPU, ALL_CPU)],
-                         ids=["compile, resumed without", "compile+bf16+channels_last"])
-def test_stage_with_speed_switches_exports_restores_evaluates_resumes(env, tmp_path, switches, resume_with):
-    """Resumable state, exported weights and --init carry plain keys: a compiled run resumes without
-    compile (eager backend: the same arithmetic), and the all-switch run resumes as itself."""
-    out = tmp_path / "runs"
-    cfg = config(1, env, switches)
-    check_stage(out, run_stage(cfg, 1, out, recipe=RECIPE))
-    rd = out / MODEL / "stage1"
+def stage(out: Path, cache: Path, switches: list[str]) -> dict:
+    """One run of stage 1 in this process (accelerate keeps one state per process: reset it first)."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    summary = run_stage(config(1, cache, switches), 1, out, recipe=RECIPE)
+    check_stage(out, summary)
+    return json.loads((out / MODEL / "stage1" / "trainer_state.json").read_text())
+
+
+def interrupt_after_step_2(rd: Path) -> Path:
+    """Leave what a kill right after the checkpoint of step 2 leaves; returns the removed step's folder."""
     last = sorted((rd / "checkpoints").glob("step_*"))
-    assert len(last) == 2, last   # steps 2 and 3 (checkpoint every 2 steps, 3 steps)
-    first_run = load_file(str(last[-1] / "model.safetensors"))
-    # interrupted after step 2: its checkpoint is the newest, nothing after it was written
+    assert [p.name for p in last] == ["step_00000002", "step_00000003"]  # 6 clips in batches of 2, ckpt every 2
     shutil.rmtree(last[-1])
     for name in ("trainer_state.json", "summary.json", "best.safetensors", "best.json"):
         (rd / name).unlink()
     shutil.rmtree(rd / "eval")
-    check_stage(out, run_stage(config(1, env, resume_with), 1, out, recipe=RECIPE))
-    resumed = load_file(str(last[-1] / "model.safetensors"))
-    assert resumed.keys() == first_run.keys()
-    assert max(float((resumed[k].float() - first_run[k].float()).abs().max()) for k in resumed) < 1e-6
-    # the next stage starts from these weights (strict load into a fresh model)
-    model, _, start = build_stage_model(config(2, env, switches), 2, out, None, RECIPE)
+    return last[-1]
+
+
+def test_stage_with_speed_switches_exports_restores_evaluates_resumes(env, tmp_path):
+    """compile, then all CPU switches together: export, restore of the best weights, evaluation, resume
+    from a mid-stage checkpoint (across the switches: state and weights carry plain keys) and the next
+    stage's init. Resuming a compiled run without compile replays it exactly (eager backend: the
+    same arithmetic)."""
+    out, rd = tmp_path / "runs", tmp_path / "runs" / MODEL / "stage1"
+    stage(out, env, COMPILE)
+    step3 = rd / "checkpoints" / "step_00000003"
+    compiled = load_file(str(step3 / "model.safetensors"))
+    interrupt_after_step_2(rd)
+    stage(out, env, [])
+    plain = load_file(str(step3 / "model.safetensors"))
+    assert plain.keys() == compiled.keys()
+    assert max(float((plain[k].float() - compiled[k].float()).abs().max()) for k in plain) < 1e-6
+    interrupt_after_step_2(rd)
+    state = stage(out, env, ALL_CPU)
+    assert state["global_step"] == 3 and state["finished"] and len(state["history"]) == 1
+    AcceleratorState._reset_state(reset_partial_state=True)
+    model, _, start = build_stage_model(config(2, env, ALL_CPU), 2, out, None, RECIPE)  # the next stage
     assert start == rd / "best.safetensors"
     best = load_file(str(start))
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items() if k in best)
@@ -86,6 +102,5 @@ def test_stage_with_speed_switches_exports_restores_evaluates_resumes(env, tmp_p
 def test_fp16_bf16_channels_last_compile_on_cuda(env, tmp_path):
     for precision in ("fp16", "bf16"):
         out = tmp_path / precision
-        cfg = config(1, env, ["trainer.compile=true", f"trainer.mixed_precision={precision}",
-                              "trainer.channels_last=true", "data.num_workers=2"])
-        check_stage(out, run_stage(cfg, 1, out, recipe=RECIPE))
+        stage(out, env, ["trainer.compile=true", f"trainer.mixed_precision={precision}",
+                         "trainer.channels_last=true", "data.num_workers=2"])

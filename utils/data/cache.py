@@ -132,7 +132,7 @@ def process_video(record: VideoRecord, cache_dir: Path, opts: BuildOptions, face
     """Decode, detect and store one video; return its index rows.
 
     ``timings``, when given, gets the seconds spent in ``decode``, ``detect``, ``encode`` (crop,
-    resize, compress) and ``write``, added to what it holds.
+    resize, compress) and ``write`` (and the CPU seconds, ``<name>_cpu``), added to what it holds.
 
     Raises:
         VideoSkipped: the video cannot be used (the reason is its message).
@@ -165,16 +165,18 @@ def process_video(record: VideoRecord, cache_dir: Path, opts: BuildOptions, face
 
 
 class _Clock:
-    """Adds the seconds since the last call to ``timings[name]`` (does nothing without a dict)."""
+    """Adds the wall seconds since the last call to ``timings[name]`` and this process's CPU seconds to
+    ``timings[name + "_cpu"]`` (does nothing without a dict)."""
 
     def __init__(self, timings: dict | None):
-        self.timings, self.last = timings, time.perf_counter()
+        self.timings, self.last, self.last_cpu = timings, time.perf_counter(), time.process_time()
 
     def __call__(self, name: str) -> None:
         if self.timings is not None:
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), time.process_time()
             self.timings[name] = self.timings.get(name, 0.0) + now - self.last
-            self.last = now
+            self.timings[f"{name}_cpu"] = self.timings.get(f"{name}_cpu", 0.0) + cpu - self.last_cpu
+            self.last, self.last_cpu = now, cpu
 
 
 # ---- worker processes -------------------------------------------------------------------------
