@@ -1,8 +1,7 @@
 """Crop policies: what part of a frame around the face a model sees.
 
 All three policies cut from a *region*: the pixels of a source frame starting at ``origin`` (x, y)
-in source pixels — a whole frame (origin 0, 0) at prediction time, or the stored area around the
-face in the cache. Boxes and windows are always in source-frame pixels, so a crop does not depend
+in source pixels — a whole frame (origin 0, 0) when the cache is built, or a stored ``native`` tile. Boxes and windows are always in source-frame pixels, so a crop does not depend
 on how much of the frame was stored.
 
 * ``face``: the face box with ``margin`` × its width/height added on each side; resized later by the
@@ -27,20 +26,6 @@ from utils.core.model import InputSpec
 GRID = 8  # JPEG / H.264 transform block size, in source pixels
 
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in source pixels (x1, y1 exclusive)
-
-
-def region_bounds(box: Sequence[float], frame_hw: tuple[int, int], scale: float, min_size: int = 0) -> Window:
-    """The area around a face worth storing: ``box`` scaled by ``scale`` about its centre, at least
-    ``min_size`` square where the frame allows, top-left snapped down to the 8-pixel grid, clipped
-    to the frame."""
-    h, w = frame_hw
-    x1, y1, x2, y2 = box
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    half_w = max((x2 - x1) * scale, min_size) / 2
-    half_h = max((y2 - y1) * scale, min_size) / 2
-    x0 = max(0, int(math.floor((cx - half_w) / GRID)) * GRID)
-    y0 = max(0, int(math.floor((cy - half_h) / GRID)) * GRID)
-    return x0, y0, min(w, int(math.ceil(cx + half_w))), min(h, int(math.ceil(cy + half_h)))
 
 
 def _scaled_window(box: Sequence[float], scale: float) -> Window:
