@@ -8,7 +8,8 @@
 The cache goes where training looks for it (``data.cache``, else a folder named after the root and
 the build settings), with the settings of ``--config`` / ``--set``, so a cache built ahead of time is
 the one training uses. Finished videos are skipped, so an interrupted run is resumed by running the
-same command. Under ``torchrun`` / ``accelerate launch`` each rank takes its share of the videos (by
+same command; SIGTERM, SIGUSR1 or Ctrl-C stops it cleanly between videos (exit status 128 + the
+signal). Under ``torchrun`` / ``accelerate launch`` each rank takes its share of the videos (by
 group) and the last rank to finish merges the index. Unusable videos are listed in
 ``<cache>/failures.csv``. Exit codes: 0 done, 1 a dataset layout or leakage error, 2 bad arguments.
 """
@@ -20,6 +21,7 @@ import sys
 
 from utils.core.recipe import load_config
 from utils.core.registry import get_dataset, list_datasets
+from utils.core.signals import StopRequest
 from utils.data.cache import BuildOptions, build_cache, cache_location
 from utils.data.faces import MTCNNDetector
 from utils.data.index import build_index, data_root
@@ -73,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     opts = BuildOptions.from_data(cfg.data, audio=not args.no_audio, require_audio=args.require_audio,
                                   backend=args.decoder)
     cache = cache_location(cfg.data, root, opts)
-    summary = build_cache(
-        records, cache, opts, reuse_original_boxes=get_dataset(args.dataset).reuse_original_boxes,
-        workers=args.workers, retry_failed=args.retry_failed,
-        face_detector=MTCNNDetector(device=_device(args.device), max_size=args.detect_size))
+    with StopRequest() as stop:   # SIGTERM / Ctrl-C: finish the videos in progress, keep them, exit 128 + signal
+        summary = build_cache(
+            records, cache, opts, reuse_original_boxes=get_dataset(args.dataset).reuse_original_boxes,
+            workers=args.workers, retry_failed=args.retry_failed, stop=stop,
+            face_detector=MTCNNDetector(device=_device(args.device), max_size=args.detect_size))
     failed = summary["failed"] + summary["failed_before"]
     print(f"{cache}: done {summary['done']} / skipped {summary['skipped']} / failed {failed}"
           + (f" (see {cache / 'failures.csv'})" if failed else ""))

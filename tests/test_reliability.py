@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -224,3 +225,23 @@ def test_two_machines_on_loopback_match_one_machine(uninterrupted, tmp_path):
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text())["weights"] for r in (0, 1))
     assert _max_diff(r0, r1) == 0.0
     assert _max_diff(r0, uninterrupted) < 1e-5            # what one machine with 2 processes (= 1 x 8) gives
+
+
+def test_extract_faces_stops_between_videos_on_sigterm_and_the_rerun_completes(sample_data, tmp_path):
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, str(REPO / "launch" / "extract_faces.py"), "--dataset", "ffpp", "--root",
+           str(sample_data / "ffpp"), "--cache", str(cache), "--frames", "3", "--clips", "0", "--workers", "2",
+           "--set", "data.max_videos_per_split=10"]
+    proc = _popen(cmd)
+    deadline = time.time() + 300
+    while len(list((cache / "videos").glob("*.dfc"))) < 2:
+        assert proc.poll() is None and time.time() < deadline, "the build ended before it could be stopped"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in err and "Traceback" not in err
+    stored = len(list((cache / "videos").glob("*.dfc")))
+    assert 2 <= stored < 30 and not list((cache / "videos").glob(".*tmp*"))   # whole files only
+    out = run(cmd).stdout
+    done, skipped = (int(x) for x in re.search(r"done (\d+) / skipped (\d+)", out).groups())
+    assert skipped == stored and done + skipped == 30

@@ -288,7 +288,7 @@ _RANGES = (
     ("data.num_workers", lambda v: v >= 0, ">= 0"),
     ("data.max_videos_per_split", lambda v: v >= 0, ">= 0 (0: all)"),
     ("data.frames_per_video_train", lambda v: v >= 0, ">= 0 (0: all)"),
-    ("optim.lr", lambda v: v > 0, "> 0"),
+    ("optim.lr", lambda v: v >= 0, ">= 0 (0 keeps the weights: a handoff check, an evaluation-only stage)"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
     ("optim.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("optim.focal_gamma", lambda v: v >= 0, ">= 0"),

@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import signal
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -36,6 +37,7 @@ from utils.data.faces import FaceDetector, MTCNNDetector, select_track
 from utils.data.records import VideoRecord
 from utils.data.video import Frames, VideoReadError, read_audio, read_frames, video_info
 from utils.core.config import DataConfig
+from utils.core.signals import SIGNALS, StopRequest, Stopped
 
 logger = logging.getLogger(__name__)
 
@@ -185,12 +187,18 @@ _WORKER: dict = {}
 
 
 def _init_worker(face_detector: FaceDetector | None, single_thread: bool = True) -> None:
-    """Runs once per worker: one thread each (workers are the parallelism), one face detector each."""
+    """Runs once per worker: one thread each (workers are the parallelism), one face detector each.
+
+    Worker processes ignore stop signals: the parent decides when to stop (between videos), and a
+    scheduler that signals every process of the job must not kill a worker in the middle of a video.
+    """
     if single_thread:
         import cv2
         import torch
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
     _WORKER["face_detector"] = face_detector if face_detector is not None else MTCNNDetector()
 
 
@@ -226,9 +234,12 @@ def _run_jobs(jobs: list[tuple], workers: int, face_detector: FaceDetector | Non
         _init_worker(face_detector, single_thread=False)
         yield from map(_run_job, jobs)
         return
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_mp_context(),
-                             initializer=_init_worker, initargs=(face_detector,)) as pool:
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_mp_context(), initializer=_init_worker,
+                               initargs=(face_detector,))
+    try:
         yield from pool.map(_run_job, jobs, chunksize=1)
+    finally:   # also when the caller stops early: drop the videos not started, finish the running ones
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---- the build ----------------------------------------------------------------------------------
@@ -283,7 +294,8 @@ def _pending(phase: list[VideoRecord], cache_dir: Path, opts: BuildOptions, know
     return jobs
 
 
-def _collect(results: Iterator[tuple], by_id: dict[str, VideoRecord], total: int, tally: _Tally) -> None:
+def _collect(results: Iterator[tuple], by_id: dict[str, VideoRecord], total: int, tally: _Tally,
+             stop: StopRequest | None = None) -> None:
     for n, (video_id, rows, reason, timings) in enumerate(results, 1):
         for k, v in timings.items():
             tally.counts[f"{k}_s"] = tally.counts.get(f"{k}_s", 0.0) + v
@@ -297,6 +309,9 @@ def _collect(results: Iterator[tuple], by_id: dict[str, VideoRecord], total: int
             logger.warning("skipping %s: %s", by_id[video_id].path, reason)
         if n % 50 == 0 or n == total:
             logger.info("%d / %d videos processed", n, total)
+        if stop:
+            results.close()
+            return
 
 
 def cache_location(data: DataConfig, root: Path, opts: BuildOptions | None = None) -> Path:
@@ -312,7 +327,8 @@ def cache_location(data: DataConfig, root: Path, opts: BuildOptions | None = Non
 
 def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, opts: BuildOptions | None = None, *,
                 reuse_original_boxes: bool = False, workers: int = 1, face_detector: FaceDetector | None = None,
-                rank: int | None = None, world_size: int | None = None, retry_failed: bool = False) -> dict:
+                rank: int | None = None, world_size: int | None = None, retry_failed: bool = False,
+                stop: StopRequest | None = None) -> dict:
     """Build (or complete) the face-crop cache for ``records``.
 
     Args:
@@ -325,6 +341,9 @@ def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, opts: 
         face_detector: a :class:`FaceDetector` (default: MTCNN on the CPU).
         rank, world_size: this process's shard (default: ``RANK`` / ``WORLD_SIZE`` env, else 0 / 1).
         retry_failed: also redo videos listed in ``failures.csv`` by an earlier run.
+        stop: a :class:`~utils.core.signals.StopRequest`; when it fires, the build finishes the videos
+            in progress, writes the index of what is done and raises :class:`Stopped` (run again to
+            continue).
 
     Returns:
         Summary counts ``done``, ``skipped`` (already cached), ``failed`` (this run, plus
@@ -344,9 +363,14 @@ def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, opts: 
     by_id = {r.video_id: r for r in mine}
     tally = _Tally()
     for phase in _phases(mine, reuse_original_boxes):
+        if stop:
+            break
         jobs = _pending(phase, cache_dir, opts, known_failures, reuse_original_boxes, tally)
-        _collect(_run_jobs(jobs, workers, face_detector), by_id, len(jobs), tally)
+        _collect(_run_jobs(jobs, workers, face_detector), by_id, len(jobs), tally, stop)
     _write_index(cache_dir, tally.rows, tally.failures, rank, world)
+    if stop:
+        raise Stopped(f"stopped by {stop.name} after {tally.counts['done']} new video(s); the cache in "
+                      f"{cache_dir} keeps them: run the same command to continue", stop.signum)
     counts = {**{k: round(v, 3) if isinstance(v, float) else v for k, v in tally.counts.items()},
               "seconds": round(time.perf_counter() - start, 2)}
     logger.info("rank %d/%d: done %d / skipped %d / failed %d (%d failed in earlier runs, not retried)",

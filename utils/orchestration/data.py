@@ -15,6 +15,7 @@ from utils.core.checkpoint import unwrap
 from utils.core.config import Config
 from utils.core.errors import UsageError
 from utils.core.registry import get_dataset
+from utils.core.signals import StopRequest
 from utils.data.cache import BuildOptions, build_cache, cache_is_complete, cache_location
 from utils.data.datasets import build_dataset
 from utils.data.index import build_index, data_root, sample_dir, split_records
@@ -58,9 +59,10 @@ def prepare_data(cfg: Config, acc: Accelerator, records: list[VideoRecord] | Non
                 f" --frames {d.frames_per_video} --clips {d.clips_per_video} --clip-frames {d.clip_frames}"
                 f"{'' if d.cache_compress else ' --no-compress'}\nor set data.build_cache=true")
         logger.info("building the face-crop cache %s (%d videos)", cache, len(records))
-        build_cache(records, cache, opts, workers=max(1, cfg.data.num_workers // acc.num_processes),
-                    reuse_original_boxes=get_dataset(cfg.data.dataset).reuse_original_boxes,
-                    rank=acc.process_index, world_size=acc.num_processes)
+        with StopRequest() as stop:
+            build_cache(records, cache, opts, workers=max(1, cfg.data.num_workers // acc.num_processes),
+                        reuse_original_boxes=get_dataset(cfg.data.dataset).reuse_original_boxes,
+                        rank=acc.process_index, world_size=acc.num_processes, stop=stop)
         acc.wait_for_everyone()
     return cache, records
 
