@@ -61,6 +61,8 @@ class DataConfig:
     balance: Literal["none", "undersample", "oversample"] = "none"  # class-balanced draw per epoch
     max_videos_per_split: int = 0   # 0 = all (quick runs)
     frames_per_video_train: int = 0  # 0 = every cached frame
+    train_sources: list[str] = field(default_factory=list)  # sources (record methods) to train/validate on; [] = all
+    eval_sources: list[str] = field(default_factory=list)   # sources to test on; [] = all
     options: dict = field(default_factory=dict)  # the dataset adapter's own options (flat in YAML)
 
 

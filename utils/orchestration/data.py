@@ -21,6 +21,7 @@ from utils.data.datasets import build_dataset
 from utils.data.index import build_index, data_root, sample_dir, split_records
 from utils.data.records import VideoRecord
 from utils.data.sample import make_sample_data
+from utils.data.sources import select_sources
 from utils.engine.inference import predict_loader
 from utils.engine.predictions import FramePredictions
 
@@ -44,9 +45,10 @@ def index_data(cfg: Config, acc: Accelerator) -> list[VideoRecord]:
 
 def prepare_data(cfg: Config, acc: Accelerator, records: list[VideoRecord] | None = None
                  ) -> tuple[Path, list[VideoRecord]]:
-    """Index the dataset (unless ``records`` are given) and make sure its face-crop cache covers it;
-    returns (cache dir, records)."""
+    """Index the dataset (unless ``records`` are given), keep the configured sources, and make sure its
+    face-crop cache covers them; returns (cache dir, records)."""
     records = index_data(cfg, acc) if records is None else records
+    records = select_sources(records, cfg.data.train_sources, cfg.data.eval_sources)
     root = data_root(cfg.data)[0]
     opts = BuildOptions.from_data(cfg.data)
     cache = cache_location(cfg.data, root, opts)

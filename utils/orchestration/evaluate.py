@@ -39,7 +39,7 @@ def eval_config(trained: Config, dataset: str, root: str = "", cache: str = "",
     if raw["data"]["dataset"] != dataset:
         shared = set(Config().data.__dataclass_fields__) - {"options"}
         raw["data"] = {k: v for k, v in raw["data"].items() if k in shared}
-        raw["data"].update(dataset=dataset, root="", cache="")
+        raw["data"].update(dataset=dataset, root="", cache="", train_sources=[], eval_sources=[])
     raw["stages"], raw["models"] = {}, {}
     given = [f"data.root={root}"] * bool(root) + [f"data.cache={cache}"] * bool(cache)
     return resolve(raw, given + list(overrides or []))
