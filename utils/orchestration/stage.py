@@ -76,19 +76,29 @@ def _stage_threshold(trainer: Trainer) -> dict | None:
     return {"video": meta["threshold"], "frame": meta.get("threshold_frame", meta["threshold"])}
 
 
-def evaluate_stage(trainer: Trainer, cfg: Config, cache: Path, records: list, out_dir: Path) -> dict:
-    """Evaluate the restored best weights on the test split at the threshold their sidecar records.
+def evaluate_stage(trainer: Trainer, cfg: Config, cache: Path, records: list, out_dir: Path,
+                   extra_splits: tuple[str, ...] = ()) -> dict:
+    """Evaluate the restored best weights on the test split at the threshold their sidecar records;
+    the predictions are kept (``predictions_<split>.npz``), and each of ``extra_splits`` gets its own
+    report (JSON and Markdown) in ``out_dir/<split>/``.
 
     Videos the cache could not use (no face, unreadable) are listed in the report, not dropped.
     """
     acc, failures = trainer.acc, load_failures(cache)
-    val_preds, test_preds = (predict_split(trainer.model, cache, split, cfg, acc, records, failures)
-                             for split in ("val", "test"))
-    report = build_report(test_preds, threshold=_stage_threshold(trainer), val_preds=val_preds,
-                          title=f"{cfg.model.name} {out_dir.parent.name}", n_boot=300, seed=cfg.trainer.seed,
-                          threshold_source="validation")
+    preds = {split: predict_split(trainer.model, cache, split, cfg, acc, records, failures)
+             for split in ("val", "test", *extra_splits)}
+    reports = {split: build_report(preds[split], threshold=_stage_threshold(trainer), val_preds=preds["val"],
+                                   title=f"{cfg.model.name} {out_dir.parent.name}"
+                                         + (f" {split}" if split != "test" else ""),
+                                   n_boot=300, seed=cfg.trainer.seed, threshold_source="validation")
+               for split in ("test", *extra_splits)}
+    report = reports["test"]
     if acc.is_main_process:
         write_report(report, out_dir)
+        for split, p in preds.items():
+            p.save(out_dir / f"predictions_{split}.npz")
+        for split in extra_splits:
+            write_report(reports[split], out_dir / split, figures=False)
         if cfg.logging.tensorboard:
             writer = acc.get_tracker("tensorboard", unwrap=True)
             for key, fig in make_figures(report).items():
@@ -129,8 +139,13 @@ def run_info(cfg: Config, acc) -> dict:
 
 
 def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | None = None,
-              resume: str = "auto", recipe: str = "") -> dict:
-    """Train and evaluate one (model, stage); returns the stage summary (also in ``summary.json``)."""
+              resume: str = "auto", recipe: str = "", records: list | None = None,
+              extra_splits: tuple[str, ...] = ()) -> dict:
+    """Train and evaluate one (model, stage); returns the stage summary (also in ``summary.json``).
+
+    ``records`` replaces the dataset's index (a cross-validation fold brings its own splits);
+    ``extra_splits`` are predicted and reported after the test split (see :func:`evaluate_stage`).
+    """
     start_time = time.time()
     rd = run_dir(output_dir, cfg.model.name, stage)
     check_stage(cfg)
@@ -139,7 +154,7 @@ def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | No
     if resume == "never" and acc.is_main_process:
         set_aside(rd)
     acc.wait_for_everyone()
-    cache, records = prepare_data(cfg, acc)
+    cache, records = prepare_data(cfg, acc, records)
     phases, val_set = stage_datasets(cfg, model.input_spec, cache, records)
     meta = {"model": cfg.model.name, "model_kwargs": model_kwargs, "stage": stage,
             "init": str(start) if start else None}
@@ -150,7 +165,7 @@ def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | No
         save_config(cfg, rd / "config.yaml")
         atomic_write_json(rd / "run_info.json", run_info(cfg, acc))
     state = trainer.fit(close=False)
-    report = evaluate_stage(trainer, cfg, cache, records, rd / "eval")
+    report = evaluate_stage(trainer, cfg, cache, records, rd / "eval", extra_splits)
     summary = stage_summary(cfg, stage, state, report, rd, start_time)
     if acc.is_main_process:
         atomic_write_json(rd / "summary.json", summary)
