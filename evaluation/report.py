@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.scoring import LEVELS
+from evaluation.sources import sources_markdown
 from utils.core.fileio import atomic_write_text
 
 FIGURES = ("roc", "pr", "confusion", "histogram")
@@ -147,6 +148,7 @@ def to_markdown(report: dict, image_prefix: str | None = "") -> str:
             auc = _fmt(m.get("auc")) + (f" [{_fmt(ci['lo'])}, {_fmt(ci['hi'])}]" if ci["n_valid"] else "")
             lines.append(f"| {name} | {row['compared_with']} | {row['n_videos']} | {auc} | "
                          f"{_fmt(m.get('acc'))} | {_fmt(m.get('tpr'))} | {_fmt(m.get('tnr'))} |")
+    lines += sources_markdown(report.get("sources"))
     if report.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
     if image_prefix is not None:

@@ -20,6 +20,7 @@ from evaluation.aggregate import VideoPredictions, aggregate
 from evaluation.bootstrap import bootstrap_ci
 from evaluation.collapse import check_collapse, warn_collapse
 from evaluation.metrics import choose_threshold, compute_metrics, confusion_matrix
+from evaluation.sources import source_rates
 from utils.engine.predictions import FramePredictions
 
 logger = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def build_report(frame_preds: FramePredictions, *, threshold: float | dict | Non
     report["collapse_reasons"] = [f"{lv}: {r}" for lv in LEVELS for r in report[lv]["collapse"]["reasons"]]
     if breakdown:
         report["breakdown"] = _breakdown(videos, frame_preds, thresholds, n_boot=min(n_boot, 500), seed=seed)
+    report["sources"] = source_rates(videos, thresholds["video"])   # per-source TPR / FPR, pairwise AUCs
     return report
 
 
