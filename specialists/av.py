@@ -35,6 +35,8 @@ def mouth_region(video: torch.Tensor) -> torch.Tensor:
 class AudioVisualCue(nn.Module):
     """Mouth-region visual stream + log-mel audio stream, fused per frame for sync cues."""
 
+    cam_box = (0.5, 0.25, 1.0, 0.75)   # its maps cover mouth_region(): (top, left, bottom, right) shares
+
     def __init__(self, channels: int, width: int, feat_dim: int, spec: InputSpec, grid: int = 7):
         super().__init__()
         if not spec.audio or spec.clip_len < 2:

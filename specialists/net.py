@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from utils.core.backbone import create_backbone, data_config
-from utils.core.model import DeepfakeModel, InputSpec
+from utils.core.model import CamLayer, DeepfakeModel, InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,11 @@ class SpecialistNet(DeepfakeModel):
         cue = self.cue(video, feats, batch)
         logits = self.head(torch.cat([feats.mean(1), cue.flatten(1)], dim=1))
         return {"logits": logits, "cue": cue}
+
+    def cam_layers(self) -> dict[str, CamLayer]:
+        """The backbone's last stage and the cue module's gated map (over ``cue.cam_box``, default all)."""
+        att, box = self.cue.attention, getattr(self.cue, "cam_box", CamLayer.box)
+        return {**super().cam_layers(), "cue": CamLayer(att, att.out_channels, box)}
 
 
 def _create_specialist(cue: type[nn.Module], channels: int, crop: str = "face", clip: bool = False,

@@ -56,6 +56,23 @@ class InputSpec:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class CamLayer:
+    """A layer whose output Grad-CAM can turn into a heat map: a feature map (N×C×h×W, N×h×w×C, or
+    N×L×C tokens of a square grid) over ``box`` of the input crop (top, left, bottom, right, as shares
+    of its height and width). ``channels`` (C, 0 = unknown) tells the layouts apart."""
+
+    module: nn.Module
+    channels: int = 0
+    box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+
+
+def backbone_cam_layer(backbone: nn.Module) -> CamLayer:
+    """The last feature stage of a timm model (its ``feature_info``), where Grad-CAM usually looks."""
+    last = backbone.feature_info[-1]
+    return CamLayer(backbone.get_submodule(last["module"]), int(last.get("num_chs", 0)))
+
+
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), labels)
 
@@ -110,6 +127,14 @@ class DeepfakeModel(nn.Module):
         batch["method"] = ["dummy"] * batch_size
         batch["frame_index"] = torch.zeros(batch_size, dtype=torch.long)
         return batch
+
+    def cam_layers(self) -> dict[str, CamLayer]:
+        """The layers a Grad-CAM explanation looks at, by name: by default the last feature stage of
+        every timm backbone the model holds as a direct child. A layer may see the input batch several
+        times over: a clip's T frames (B·T rows, clip-major) or the images followed by images derived
+        from them (GenConViT's reconstructions); its first rows are then the input's."""
+        return {name: backbone_cam_layer(child) for name, child in self.named_children()
+                if getattr(child, "feature_info", None)}
 
     def describe(self) -> dict:
         """What a checkpoint sidecar records about the model's input."""
