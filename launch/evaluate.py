@@ -7,7 +7,8 @@
 
 The decision threshold is chosen on the validation split (``--val-split none``: the sidecar's, else
 0.5); metrics at 0.5 are reported too. Writes ``report.json``, ``report.md``, ``roc.png``, ``pr.png``,
-``confusion.png``, ``histogram.png`` and the frame predictions (``predictions_<split>.npz``) to ``--out``.
+``confusion.png``, ``histogram.png`` and the frame predictions (``predictions_<split>.npz``) to ``--out``;
+``--explain N`` adds Grad-CAM galleries (``gallery/<source>_<TP|FN|TN|FP>.png``).
 Exits with status 3 when the model looks collapsed (constant or one-class predictions).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from evaluation.aggregate import AGGREGATIONS, NO_FACE_RULES
+from evaluation.explain import METHODS
 from evaluation.metrics import THRESHOLD_RULES
 from utils.core.registry import list_datasets
 from utils.orchestration import cli
@@ -42,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ensemble-weights", help="weights JSON for several checkpoints")
     ap.add_argument("--fit-ensemble", action="store_true",
                     help="fit ensemble weights on the validation split (log-loss) and save them to --out")
+    ap.add_argument("--explain", type=int, default=0, metavar="N",
+                    help="Grad-CAM galleries of N videos per (source, TP/FN/TN/FP) cell in <out>/gallery/")
+    ap.add_argument("--explain-method", choices=list(METHODS), default="gradcam")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                     help="config overrides, e.g. data.test_chunks=[40,41] data.num_workers=2")
     return ap.parse_args(argv)
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         args.checkpoint, args.dataset, args.split, out, val_split=val_split, aggregation=args.aggregation,
         root=args.root, cache=args.cache, overrides=args.set, n_boot=args.n_boot, seed=args.seed,
         threshold_rule=args.threshold_rule, no_face=args.no_face, ensemble_weights=args.ensemble_weights,
-        fit_ensemble=args.fit_ensemble)
+        fit_ensemble=args.fit_ensemble, explain=args.explain, explain_method=args.explain_method)
     v, t = report["video"]["metrics"], report["threshold"]
     print(f"{report['title']}: video AUC {v.get('auc', float('nan')):.4f}, "
           f"balanced acc {v.get('balanced_acc', float('nan')):.4f} @ {t['video']:.3f} ({t['source']}), "

@@ -27,6 +27,7 @@ from utils.core.errors import UsageError
 from utils.data.cache_io import load_failures
 from utils.engine.predictions import FramePredictions
 from utils.orchestration.data import index_data, predict_split, prepare_data
+from utils.orchestration.explain import write_galleries
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,12 @@ def evaluate_checkpoints(checkpoints: list[str], dataset: str, split: str, out_d
                          cache: str = "", overrides: list[str] | None = None, n_boot: int = 1000,
                          seed: int = 0, threshold_rule: str = "balanced_acc", no_face: str = "exclude",
                          ensemble_weights: str | None = None, fit_ensemble: bool = False,
-                         accelerator=None) -> dict:
+                         accelerator=None, explain: int = 0, explain_method: str = "gradcam") -> dict:
     """Evaluate one checkpoint (or an ensemble) on ``dataset``/``split``; write the report to ``out_dir``.
 
     The decision threshold is chosen on ``val_split`` (None: the sidecar's threshold, else 0.5).
+    ``explain`` > 0 adds Grad-CAM galleries of that many videos per (source, TP/FN/TN/FP) cell
+    (``gallery/``, one folder per member of an ensemble).
     Returns the report dict (on every rank; files are written by the main process).
     """
     acc = accelerator or Accelerator()
@@ -99,6 +102,10 @@ def evaluate_checkpoints(checkpoints: list[str], dataset: str, split: str, out_d
                 p[s].save(out / f"predictions_{s}{'' if len(preds) == 1 else f'_{i}'}.npz")
         write_report(report, out)
         logger.info("report written to %s", out)
+        for i, (m, p) in enumerate(zip(members, preds) if explain else ()):
+            write_galleries(m, eval_config(m.config, dataset, root, cache, overrides), p[split],
+                            report["threshold"]["video"], out / ("gallery" if len(preds) == 1 else f"gallery_{i}"),
+                            explain, method=explain_method)
     return report
 
 

@@ -196,7 +196,9 @@ class Predictor:
             clip_crops=tuple({s.crop for s in specs if s.clip_len > 1}), size=max(s.image_size for s in specs),
             audio=any(s.audio for s in specs))
 
-    def _score_member(self, member: Member, rows: list[dict], cache_dir: Path) -> np.ndarray:
+    @staticmethod
+    def member_dataset(member: Member, rows: list[dict], cache_dir: Path):
+        """The samples ``member`` scores for one stored file: its frames, or its clips."""
         spec = member.spec
         if spec.clip_len > 1 and not any(r["run"] >= 0 for r in rows):
             n = len({r["slot"] for r in rows})
@@ -209,6 +211,10 @@ class Predictor:
                               margin=member.margin)
         if len(ds) == 0:
             raise ValueError(f"{member.name}: nothing to score (needs clips of {spec.clip_len} frames)")
+        return ds
+
+    def _score_member(self, member: Member, rows: list[dict], cache_dir: Path) -> np.ndarray:
+        ds = self.member_dataset(member, rows, cache_dir)
         loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=0)
         frames = predict_loader(member.model, loader, device=self.device)
         return aggregate(frames, self.aggregation).probs[0]
@@ -241,6 +247,15 @@ class Predictor:
             raise VideoSkipped(f"no reliable face ({found} of {len(spread)} frames)")
         return rows
 
+    def _fill(self, res: FileResult, probs: list[np.ndarray]) -> None:
+        """The verdict from each member's file probabilities."""
+        avg = average_probs([p[None] for p in probs], self.weights)[0]
+        res.probs = [float(v) for v in avg]
+        res.p_fake = float(1.0 - avg[0])
+        res.threshold = self.threshold
+        res.label = self.label_names[int(apply_threshold(avg[None], self.threshold)[0])].upper()
+        res.members = {m.name: float(1.0 - p[0]) for m, p in zip(self.members, probs)}
+
     def predict_file(self, path: str | os.PathLike, scratch: Path) -> FileResult:
         """Score one file; failures come back as a result with ``error`` set."""
         start = time.perf_counter()
@@ -254,12 +269,7 @@ class Predictor:
             logger.debug("prediction failed on %s", path, exc_info=True)
             res.error = f"{type(e).__name__}: {e}"
         else:
-            avg = average_probs([p[None] for p in probs], self.weights)[0]
-            res.probs = [float(v) for v in avg]
-            res.p_fake = float(1.0 - avg[0])
-            res.threshold = self.threshold
-            res.label = self.label_names[int(apply_threshold(avg[None], self.threshold)[0])].upper()
-            res.members = {m.name: float(1.0 - p[0]) for m, p in zip(self.members, probs)}
+            self._fill(res, probs)
         finally:
             shutil.rmtree(scratch / "videos", ignore_errors=True)
         res.seconds = round(time.perf_counter() - start, 3)
