@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
     if not Path(args.checkpoint).is_file():
-        return cli.fail(f"checkpoint not found: {args.checkpoint}")
+        return cli.fail(f"checkpoint not found: {args.checkpoint}", 1)
     if problem := cli.device_problem(args.device):
         return cli.fail(problem)
     if args.per_class < 0 or args.samples < 1:

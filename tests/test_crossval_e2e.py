@@ -134,3 +134,19 @@ def test_folds_are_shared_across_recipes_and_differ_by_seed(runs, sample_data, m
     assert other.folds.hash == base
     seeded = plan_cv(load_recipe(RECIPE), "cm", seed=7, output_dir=tmp_path, recipe=RECIPE)
     assert seeded.folds.hash != base
+
+
+def test_evaluation_galleries_of_a_fold_checkpoint(runs, sample_data, monkeypatch, tmp_path):
+    import logging
+    from launch.evaluate import main
+    monkeypatch.setenv("DEEPFAKE_SAMPLE_DIR", str(sample_data))
+    handlers = logging.getLogger().handlers[:]
+    ck = runs["base"] / "fold0" / "cm" / "stage1" / "best.safetensors"
+    main(["--checkpoint", str(ck), "--dataset", "ffpp", "--split", "test", "--out", str(tmp_path), "--n-boot", "0",
+          "--explain", "2"])
+    logging.getLogger().handlers[:] = handlers
+    index = json.loads((tmp_path / "gallery" / "index.json").read_text())
+    cells = index["cells"]
+    assert cells and {k.split("/")[0] for k in cells} == {"Deepfakes", "FaceSwap", "original"}
+    assert all(k.split("/")[1] in ("TP", "FN", "TN", "FP") and 1 <= len(v["videos"]) <= 2 for k, v in cells.items())
+    assert all((tmp_path / "gallery" / v["png"]).stat().st_size > 0 for v in cells.values())

@@ -31,7 +31,8 @@ class _Evil:
 
 
 COMMANDS = {name: f"launch.{mod}" for name, mod in (("train", "train"), ("predict", "predict"),
-                                                     ("evaluate", "evaluate"), ("extract", "extract_faces"))}
+                                                     ("evaluate", "evaluate"), ("extract", "extract_faces"),
+                                                     ("cv", "cv"), ("compare", "compare"), ("explain", "explain"))}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,10 @@ def files(tmp_path_factory, sample_data) -> dict[str, Path]:
             "badjson": weights("badjson", raw, "{not json"), "missing": d / "nosuch.safetensors",
             "bg_state": state, "dfdc": d / "dfdc", "video": carphone_path(), "ffpp": sample_data / "ffpp",
             **{f"recipe_{k}": d / f"{k}.yaml" for k in recipes}}
+
+
+def cv(*extra: str) -> list[str]:
+    return ["--model", "cm", "--config", "tests/configs/cv.yaml", "--output-dir", "{out}", *extra]
 
 
 def train(*extra: str) -> list[str]:
@@ -120,6 +125,23 @@ CASES = [
      r"random\.safetensors"),
     ("evaluate-val-split", "evaluate", ["--checkpoint", "{good}", "--dataset", "ffpp", "--root", "{ffpp}",
                                         "--val-split", "nosuch", "--out", "{out}"], 2, r"no nosuch split"),
+    ("train-sources", "train", train("--set", "data.root={ffpp}", "data.train_sources=[Nope]"), 2,
+     r"data\.train_sources: unknown source.*Deepfakes"),
+    ("cv-model", "cv", ["--model", "nosuch", "--output-dir", "{out}"], 2, r"registered models.*tm"),
+    ("cv-folds", "cv", cv("--folds", "1"), 2, r"--folds must be at least 2"),
+    ("cv-val-fraction", "cv", cv("--val-fraction", "1.5"), 2, r"--val-fraction must lie in \(0, 1\)"),
+    ("cv-hold-out", "cv", cv("--hold-out-source", "Nope", "--set", "data.root={ffpp}"), 2,
+     r"--hold-out-source Nope: not a source here.*FaceSwap"),
+    ("cv-eval-sources", "cv", cv("--set", "data.root={ffpp}", "data.eval_sources=[Nope]"), 2,
+     r"data\.eval_sources: unknown source"),
+    ("compare-one", "compare", ["{out}"], 2, r"at least two experiments"),
+    ("compare-missing", "compare", ["{missing}", "{out}"], 1, r"not found.*nosuch"),
+    ("explain-missing", "explain", ["{video}", "--checkpoint", "{missing}", "--out", "{out}"], 1,
+     r"checkpoint not found"),
+    ("explain-layer", "explain", ["{video}", "--checkpoint", "{good}", "--out", "{out}", "--layers", "nosuch"], 2,
+     r"--layers nosuch.*backbone, cue"),
+    ("explain-truncated", "explain", ["{video}", "--checkpoint", "{truncated}", "--out", "{out}"], 1,
+     r"truncated\.safetensors"),
     ("extract-frames", "extract", ["--dataset", "ffpp", "--root", "{ffpp}", "--cache", "{out}", "--frames", "0"],
      2, r"data\.frames_per_video.*>= 1"),
     ("extract-root", "extract", ["--dataset", "dfdc", "--root", "{missing}", "--cache", "{out}"], 2, r"nosuch"),

@@ -40,7 +40,7 @@ from utils.data.folds import (FIXED_TEST, FoldAssignment, fold_records, inner_va
                               recipe_val_fraction, split_pool)
 from utils.data.index import data_root
 from utils.data.records import VideoRecord
-from utils.data.sources import hold_out as hold_out_sources
+from utils.data.sources import hold_out as hold_out_sources, select_sources
 from utils.engine.predictions import FramePredictions
 from utils.engine.setup import make_accelerator
 from utils.orchestration.curriculum import defined_stages, resolve_stage, run_dir, stage_status
@@ -112,6 +112,8 @@ def plan_cv(recipe_raw: dict, model: str, *, k: int = 5, stage: int | None = Non
             recipe: str = "", acc=None) -> CVPlan:
     """Resolve the config, index the data, deal (or read) the folds; nothing is trained yet."""
     cfg, stage = resolve_cv_config(recipe_raw, model, stage, list(overrides or []), recipe)
+    if k < 2:
+        raise UsageError(f"--folds must be at least 2, got {k}")
     if val_fraction is not None and not 0 < val_fraction < 1:
         raise UsageError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
     if held_out and cfg.data.train_sources:
@@ -121,6 +123,7 @@ def plan_cv(recipe_raw: dict, model: str, *, k: int = 5, stage: int | None = Non
     pool, fixed = split_pool(records, get_dataset(cfg.data.dataset).fixed_splits)
     if held_out:
         cfg.data.train_sources = hold_out_sources(pool, held_out)
+    select_sources(records, cfg.data.train_sources, cfg.data.eval_sources)   # unknown names: refused now
     root = str(data_root(cfg.data)[0])
     folder = Path(folds_dir) if folds_dir else Path(output_dir) / "folds"
     if acc.is_main_process:
