@@ -1,5 +1,5 @@
 """launch/cv.py end to end on the bundled sample data: 5 folds of a tiny ``cm``, killed mid-fold and
-resumed; a source hold-out on the same folds; launch/compare.py on the two.
+resumed; a source hold-out on the same folds as 2 processes; launch/compare.py on the two.
 
 FF++ sample with two fake methods: 9 groups (2 reals + 4 fakes each) are dealt into 5 folds, its
 3 test groups stay out as the fixed test set. Each fold trains 2 epochs of 3 steps (the hold-out 1).
@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from tests.helpers.launch import REPO, run
+from tests.helpers.launch import ACCELERATE_2PROC, REPO, run
 from utils.engine.predictions import FramePredictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -59,9 +60,10 @@ def runs(sample_data, stage_cache_root, tmp_path_factory):
     stamp = fold0.stat().st_mtime_ns
     resumed = run(command(out, stage_cache_root), env=env)
     wall = time.time() - started
-    # the hold-out experiment is lighter (1 epoch, no gap, no TensorBoard): a config of its own, the same folds
-    held = run(command(out, stage_cache_root, "--hold-out-source", "FaceSwap", "--no-train-gap")
-               + ["trainer.epochs=1", "logging.tensorboard=false"], env=env)
+    # the hold-out experiment runs as 2 processes (accelerate launch), lighter (1 epoch, no gap, no
+    # TensorBoard): a config of its own, the same folds
+    held_cmd = command(out, stage_cache_root, "--hold-out-source", "FaceSwap", "--no-train-gap")
+    held = run(ACCELERATE_2PROC + held_cmd[1:] + ["trainer.epochs=1", "logging.tensorboard=false"], env=env)
     return {"out": out, "base": base, "held": out / "cm-stage1-cv-holdout-FaceSwap", "stamp": stamp,
             "fold0": fold0, "resumed": resumed, "held_proc": held, "wall": wall}
 
@@ -105,6 +107,7 @@ def test_source_hold_out_trains_without_the_source_and_reports_delta(runs):
     assert h["held_out"] == "FaceSwap" and len(h["per_fold"]) == 5 and math.isfinite(h["delta"])
     assert math.isfinite(h["pooled"]["lo"]) and isinstance(h["flagged"], bool)
     assert "FaceSwap" in cv["sources"]["fake"] and "FaceSwap" in cv["per_method"]
+    assert json.loads((held / "fold0" / "cm" / "stage1" / "run_info.json").read_text())["world_size"] == 2
     ev = held / "fold0" / "cm" / "stage1" / "eval"
     for split, present in (("val", False), ("test", True)):
         assert ("FaceSwap" in set(FramePredictions.load(ev / f"predictions_{split}.npz").methods)) == present
@@ -140,11 +143,15 @@ def test_evaluation_galleries_of_a_fold_checkpoint(runs, sample_data, monkeypatc
     import logging
     from launch.evaluate import main
     monkeypatch.setenv("DEEPFAKE_SAMPLE_DIR", str(sample_data))
-    handlers = logging.getLogger().handlers[:]
+    handlers, threads = logging.getLogger().handlers[:], torch.get_num_threads()
+    torch.set_num_threads(1)          # two threads contend on a shared 2-core machine
     ck = runs["base"] / "fold0" / "cm" / "stage1" / "best.safetensors"
-    main(["--checkpoint", str(ck), "--dataset", "ffpp", "--split", "test", "--out", str(tmp_path), "--n-boot", "0",
-          "--explain", "2"])
-    logging.getLogger().handlers[:] = handlers
+    try:
+        main(["--checkpoint", str(ck), "--dataset", "ffpp", "--split", "test", "--out", str(tmp_path),
+              "--n-boot", "0", "--explain", "2"])
+    finally:
+        logging.getLogger().handlers[:] = handlers
+        torch.set_num_threads(threads)
     index = json.loads((tmp_path / "gallery" / "index.json").read_text())
     cells = index["cells"]
     assert cells and {k.split("/")[0] for k in cells} == {"Deepfakes", "FaceSwap", "original"}

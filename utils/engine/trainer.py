@@ -344,6 +344,11 @@ class Trainer:
             self.state.save(self.run_dir / "trainer_state.json")
         self.acc.wait_for_everyone()
 
-    def close(self) -> None:
-        """Flush and close the trackers."""
-        self.acc.end_training()
+    def close(self, keep_process_group: bool = False) -> None:
+        """Flush and close the trackers, and the process group unless ``keep_process_group`` (a caller
+        that runs several stages in one process, e.g. the folds of a cross-validation)."""
+        if keep_process_group:
+            for tracker in self.acc.trackers:
+                tracker.finish()
+        else:
+            self.acc.end_training()

@@ -176,7 +176,7 @@ def run_fold(plan: CVPlan, fold: int, *, init: str | None = None, train_gap: boo
     extra = ((FIXED_TEST,) if plan.fixed else ()) + (("train",) if train_gap else ())
     logger.info("fold %d/%d", fold + 1, plan.folds.k)
     return run_stage(plan.cfg, plan.stage, plan.fold_dir(fold), init=init, resume="auto", recipe=plan.recipe,
-                     records=fold_split_records(plan, fold), extra_splits=extra)
+                     records=fold_split_records(plan, fold), extra_splits=extra, keep_process_group=True)
 
 
 def _maybe(path: Path) -> FramePredictions | None:
@@ -238,5 +238,5 @@ def run_cv(plan: CVPlan, *, init: str | None = None, train_gap: bool = True, n_b
     if acc.is_main_process:
         write_outputs(plan, cv, results, plan.cfg.logging.tensorboard)
         logger.info("cross-validation written to %s", plan.out)
-    acc.wait_for_everyone()
+    acc.end_training()      # the folds kept the process group up; it ends here
     return cv

@@ -140,11 +140,12 @@ def run_info(cfg: Config, acc) -> dict:
 
 def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | None = None,
               resume: str = "auto", recipe: str = "", records: list | None = None,
-              extra_splits: tuple[str, ...] = ()) -> dict:
+              extra_splits: tuple[str, ...] = (), keep_process_group: bool = False) -> dict:
     """Train and evaluate one (model, stage); returns the stage summary (also in ``summary.json``).
 
     ``records`` replaces the dataset's index (a cross-validation fold brings its own splits);
-    ``extra_splits`` are predicted and reported after the test split (see :func:`evaluate_stage`).
+    ``extra_splits`` are predicted and reported after the test split (see :func:`evaluate_stage`);
+    ``keep_process_group`` leaves the distributed process group up for another stage in this process.
     """
     start_time = time.time()
     rd = run_dir(output_dir, cfg.model.name, stage)
@@ -169,5 +170,5 @@ def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | No
     summary = stage_summary(cfg, stage, state, report, rd, start_time)
     if acc.is_main_process:
         atomic_write_json(rd / "summary.json", summary)
-    trainer.close()
+    trainer.close(keep_process_group)
     return summary
