@@ -16,7 +16,9 @@ import torch
 
 from evaluation.explain import explain_batch, inside_share, select_gallery, to_map
 from evaluation.aggregate import aggregate
+from utils.core.backbone import create_backbone
 from utils.core.checkpoint import export_weights
+from utils.core.model import DeepfakeModel, InputSpec
 from utils.core.registry import create_model, list_models
 from utils.data.footage import carphone_path
 from utils.data.video import read_frames
@@ -79,6 +81,37 @@ def test_token_and_channels_last_maps_become_images():
     assert torch.equal(to_map(nhwc, 32), nhwc.permute(0, 3, 1, 2))
     nchw = torch.randn(2, 32, 7, 7)
     assert to_map(nchw, 32) is nchw
+
+
+class _TimmDetector(DeepfakeModel):
+    """Any timm backbone as a detector (a recipe could name it): pooled features and a linear head."""
+
+    def __init__(self, name: str, **kwargs):
+        super().__init__(InputSpec(image_size=64))
+        self.backbone = create_backbone(name, **kwargs)
+        self.head = torch.nn.Linear(self.backbone.num_features, 2)
+
+    def forward(self, batch: dict) -> dict:
+        return {"logits": self.head(self.backbone(self.normalize(batch["image"])))}
+
+
+@pytest.mark.parametrize("backbone, kwargs", [("resnet18", {}), ("convnext_atto", {}),
+                                              ("vit_tiny_patch16_224", {"img_size": 64}),
+                                              ("swin_tiny_patch4_window7_224", {"img_size": 64, "window_size": 4})])
+def test_any_timm_backbone_is_explained(backbone, kwargs):
+    torch.manual_seed(0)
+    model = _TimmDetector(backbone, **kwargs)
+    exp = explain_batch(model, model.dummy_batch(2, generator=torch.Generator().manual_seed(0)))
+    (maps,) = exp.maps.values()
+    assert maps.shape == (2, 1, 64, 64) and np.isfinite(maps).all() and maps.std() > 0.05
+
+
+def test_a_specialist_on_another_backbone_is_explained():
+    torch.manual_seed(0)
+    model = create_model("bg", size="tiny", backbone="resnet18")
+    exp = explain_batch(model, model.dummy_batch(2, generator=torch.Generator().manual_seed(0)))
+    assert set(exp.maps) == {"backbone", "cue"} and all(np.isfinite(m).all() and m.std() > 0.05
+                                                         for m in exp.maps.values())
 
 
 def test_gallery_cells_pick_the_most_confident_videos():

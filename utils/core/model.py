@@ -70,7 +70,10 @@ class CamLayer:
 def backbone_cam_layer(backbone: nn.Module) -> CamLayer:
     """The last feature stage of a timm model (its ``feature_info``), where Grad-CAM usually looks."""
     last = backbone.feature_info[-1]
-    return CamLayer(backbone.get_submodule(last["module"]), int(last.get("num_chs", 0)))
+    module = backbone.get_submodule(last["module"])
+    if getattr(backbone, "global_pool", None) == "token" and hasattr(module, "norm1"):
+        module = module.norm1   # class-token pooling (ViT): after the last block no patch token reaches the output
+    return CamLayer(module, int(last.get("num_chs", 0)))
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
