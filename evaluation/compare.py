@@ -196,7 +196,8 @@ def compare(experiments: list[Experiment], metrics: tuple[str, ...] = METRICS, *
     warnings = []
     if 2.0 / 2 ** k >= 0.05:
         warnings.append(f"with {k} folds the exact two-sided Wilcoxon signed-rank p-value cannot fall below "
-                        f"{2.0 / 2 ** k:.4g}: it can never reach p < 0.05; read the paired t-test and the "
+                        f"{2.0 / 2 ** k:.4g}: it can never reach p < 0.05 (where ties force the normal "
+                        "approximation, its p is unreliable at this size); read the paired t-test and the "
                         "pooled bootstrap / DeLong tests, or use more folds")
     return {"experiments": [{"name": e.name, "path": str(e.path)} for e in experiments],
             "fold_hash": experiments[0].fold_hash, "k": k, "level": level, "n_boot": n_boot,
