@@ -341,9 +341,8 @@ def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, opts: 
         face_detector: a :class:`FaceDetector` (default: MTCNN on the CPU).
         rank, world_size: this process's shard (default: ``RANK`` / ``WORLD_SIZE`` env, else 0 / 1).
         retry_failed: also redo videos listed in ``failures.csv`` by an earlier run.
-        stop: a :class:`~utils.core.signals.StopRequest`; when it fires, the build finishes the videos
-            in progress, writes the index of what is done and raises :class:`Stopped` (run again to
-            continue).
+        stop: a :class:`~utils.core.signals.StopRequest`; when it fires, the videos in progress are
+            finished, the index of what is done written, and :class:`Stopped` raised.
 
     Returns:
         Summary counts ``done``, ``skipped`` (already cached), ``failed`` (this run, plus
@@ -371,6 +370,10 @@ def build_cache(records: list[VideoRecord], cache_dir: str | os.PathLike, opts: 
     if stop:
         raise Stopped(f"stopped by {stop.name} after {tally.counts['done']} new video(s); the cache in "
                       f"{cache_dir} keeps them: run the same command to continue", stop.signum)
+    return _summary(tally, start, rank, world)
+
+
+def _summary(tally: _Tally, start: float, rank: int, world: int) -> dict:
     counts = {**{k: round(v, 3) if isinstance(v, float) else v for k, v in tally.counts.items()},
               "seconds": round(time.perf_counter() - start, 2)}
     logger.info("rank %d/%d: done %d / skipped %d / failed %d (%d failed in earlier runs, not retried)",
