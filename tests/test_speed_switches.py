@@ -17,7 +17,7 @@ from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from utils.core.checkpoint import build_from_sidecar, load_weights, read_sidecar
-from utils.core.config import load_recipe
+from utils.core.recipe import load_recipe
 from utils.orchestration.curriculum import resolve_stage
 from utils.orchestration.stage import build_stage_model, run_stage
 
