@@ -21,6 +21,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from utils.core.recipe import load_recipe
+from utils.data.index import build_index
+from utils.data.sample.splits import (CHECK_SEEDS, describe, dfdc_chunk_lists, one_class_splits,
+                                      planned_split_counts)
+from utils.orchestration.curriculum import resolve_stage
 from utils.data.sample import MARKER, SCALES, generate, is_complete, layouts, make_sample_data
 from utils.data.sample.audio import SAMPLE_RATE, shift, speech
 
@@ -133,7 +138,60 @@ def test_dfdc_layout(sample_root: Path):
                 fakes += 1
             audio_only += manifest[str((chunk / name).relative_to(sample_root))]["method"].startswith("audio")
         assert audio_only >= 1, f"{chunk.name} has no audio-only fake"
-    assert 4.0 <= fakes / reals <= 7.0, f"fake:real {fakes}:{reals} is not near DFDC's 5:1"
+    # DFDC is fake-heavy (~5:1); small has 3:1 so that its 8-real test chunk stays small
+    assert 2.5 <= fakes / reals <= 7.0, f"fake:real {fakes}:{reals} is not DFDC-like"
+
+
+# --- class counts per split ------------------------------------------------------------------------------
+
+# what a video-level AUC needs to mean something, per dataset, at the scales the demo and the tests train on
+MIN_TEST, MIN_TEST_REAL, MIN_VAL, MIN_VAL_REAL = 24, 8, 8, 3
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_every_split_of_every_dataset_holds_both_classes(scale: str):
+    """The adapters' own rules on the planned tree (no rendering): both classes in train / val / test of
+    FF++, Celeb-DF (its identity-grouped validation carve, for every checked training seed) and DFDC (the
+    curriculum's chunk lists, and each training chunk alone); enough videos at the training scales."""
+    plans = generate.plan_scale(0, scale)               # raises on a one-class split
+    counts = planned_split_counts(plans, len(SCALES[scale].dfdc_reals))
+    assert set(counts) == set(CHECK_SEEDS) and not one_class_splits(counts)
+    _report(f"{scale}: {describe(counts[CHECK_SEEDS[0]])}")
+    if scale == "tiny":
+        return
+    for seed, per_dataset in counts.items():
+        for name, per_split in per_dataset.items():
+            test, val = per_split["test"], per_split["val"]
+            assert sum(test.values()) >= MIN_TEST and test[0] >= MIN_TEST_REAL, (scale, seed, name, test)
+            assert sum(val.values()) >= MIN_VAL and val[0] >= MIN_VAL_REAL, (scale, seed, name, val)
+
+
+def test_generated_tree_indexes_to_the_planned_counts(sample_root: Path):
+    """The written small tree, indexed by the adapters as the demo's stages do, gives the planned counts."""
+    plans = generate.plan_scale(0, "small")
+    recipe = load_recipe(Path(__file__).parents[1] / "launch" / "configs" / "demo.yaml")
+    for stage in (1, 2, 4):
+        cfg = resolve_stage(recipe, "tm", stage)
+        name = cfg.data.dataset
+        records = build_index(cfg.data, sample_root / name, seed=cfg.trainer.seed)
+        planned = planned_split_counts(plans, len(SCALES["small"].dfdc_reals), seeds=(cfg.trainer.seed,))
+        for split in ("train", "val", "test"):
+            have = {label: sum(r.split == split and r.label == label for r in records) for label in (0, 1)}
+            assert have[0] and have[1], f"{name} {split} is one-class in the demo's stage {stage}: {have}"
+            if name != "dfdc" or split != "train":   # the demo trains on some of the DFDC chunks
+                want = planned[cfg.trainer.seed][name][split]
+                assert have == {0: want[0], 1: want[1]}, (name, split, have, want)
+    assert dfdc_chunk_lists(12) == {"train_chunks": list(range(10)), "val_chunks": [10], "test_chunks": [11]}
+
+
+def test_refuses_a_scale_with_one_class_splits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The old small scale (3 training celebrities: the carve left no training fake) is refused, before
+    anything is written."""
+    old = layouts.Scale((6, 3, 3), 48, (3, 3), 2, (2, 2), 2, 40, (1,) * 10 + (2, 2), 5, 48)
+    monkeypatch.setitem(layouts.SCALES, "old", old)
+    with pytest.raises(ValueError, match=r"one-class splits.*celebdf train: \d+ real / 0 fake"):
+        make_sample_data(tmp_path / "old", scale="old")
+    assert not (tmp_path / "old").exists()
 
 
 # --- the files -----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from utils.data.sample import audio
 from utils.data.sample.layouts import PLANNERS, SCALES, Job, Output
 from utils.data.sample.manipulations import METHODS
 from utils.data.sample.render import Footage, render
+from utils.data.sample.splits import one_class_splits, planned_split_counts
 from utils.data.video import write_video
 
 CRF = 23   # FF++ "c23": x264 constant rate factor 23, for every video of every dataset
@@ -26,7 +27,7 @@ CRF = 23   # FF++ "c23": x264 constant rate factor 23, for every video of every 
 logger = logging.getLogger(__name__)
 
 MARKER = ".sample_complete.json"   # written last: its presence means the tree is whole
-VERSION = 2                        # bump when the generator's output changes
+VERSION = 3                        # bump when the generator's output changes
 _OWN_ENTRIES = {"ffpp", "celebdf", "dfdc", "boxes.json", "manifest.json", MARKER}
 
 
@@ -57,8 +58,12 @@ def make_sample_data(out: str | Path, seed: int = 0, scale: str = "small", *,
     Args:
         out: destination folder (created; an existing sample tree for another seed/scale is replaced).
         seed: everything (identities, shots, fakes, file names) follows from it.
-        scale: ``small`` (the default, ~9 MB), ``medium`` (a longer demo) or ``tiny`` (generator tests).
+        scale: ``small`` (the default, ~10 MB), ``medium`` (a longer demo) or ``tiny`` (generator tests).
         workers: processes to use; default one per available core, at most 8.
+
+    Raises:
+        ValueError: an unknown scale, a scale whose splits would come out one-class (see
+            :func:`plan_scale`), or an ``out`` that holds other files.
     """
     out = Path(out)
     if scale not in SCALES:
@@ -66,12 +71,13 @@ def make_sample_data(out: str | Path, seed: int = 0, scale: str = "small", *,
     if is_complete(out, seed, scale):
         logger.info("sample data in %s is complete (seed %d, scale %s)", out, seed, scale)
         return out
+    plans = plan_scale(seed, scale)    # checked before anything is rendered or replaced
     _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        marker = _write_tree(tmp, seed, scale, workers)
+        marker = _write_tree(tmp, seed, scale, plans, workers)
         if not is_complete(out, seed, scale):      # another process may have finished the same tree first
             _install(tmp, out)
     finally:
@@ -81,9 +87,30 @@ def make_sample_data(out: str | Path, seed: int = 0, scale: str = "small", *,
     return out
 
 
-def _write_tree(root: Path, seed: int, scale: str, workers: int | None) -> dict:
-    """Write every video, index file and sidecar under ``root``, the marker last; return the marker."""
+def plan_scale(seed: int, scale: str) -> dict:
+    """The plans of the three datasets, refused when any split would come out one-class.
+
+    The adapters index the planned tree (file names only, see :mod:`utils.data.sample.splits`): FF++'s
+    pair splits, Celeb-DF's identity-grouped validation carve (for the default training seed and a sweep
+    of others), DFDC's chunk lists as the curriculum sets them, and every DFDC training chunk alone (the
+    curriculum trains chunk by chunk). A split without reals or without fakes makes a one-class training
+    run or a validation/test AUC that does not exist, so such a scale is an error, not a warning.
+
+    Raises:
+        ValueError: a split of some dataset would hold one class only (the message lists them).
+    """
     plans = {name: planner(seed, SCALES[scale]) for name, planner in PLANNERS.items()}
+    bad = one_class_splits(planned_split_counts(plans, len(SCALES[scale].dfdc_reals)))
+    if bad:
+        shown = "; ".join(bad[:6]) + (f"; … ({len(bad)} in all)" if len(bad) > 6 else "")
+        raise ValueError(f"sample scale {scale!r} (seed {seed}) would give one-class splits after the "
+                         f"adapters' grouping rules: {shown}. Give that dataset more identities, videos or "
+                         "fakes in layouts.SCALES")
+    return plans
+
+
+def _write_tree(root: Path, seed: int, scale: str, plans: dict, workers: int | None) -> dict:
+    """Write every video, index file and sidecar under ``root``, the marker last; return the marker."""
     videos = _run(root, [job for plan in plans.values() for job in plan.jobs], seed, workers)
     for plan in plans.values():
         for path, text in plan.files.items():

@@ -36,11 +36,17 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
+    # Every split of every dataset holds both classes after the adapters' rules (Celeb-DF's identity-grouped
+    # validation carve included); make_sample_data refuses a scale for which that is not so (splits.py).
     # tiny: for tests of the generator itself (determinism, idempotence); seconds to write.
-    "tiny": Scale((1, 1, 1), 12, (2, 2), 1, (1, 1), 1, 12, (1, 1), 5, 12),
-    # small: 12 DFDC chunks so the default curriculum's chunk lists (train 0-9, val 10, test 11) exist
-    "small": Scale((6, 3, 3), 48, (3, 3), 2, (2, 2), 2, 40, (1,) * 10 + (2, 2), 5, 48),
-    "medium": Scale((24, 6, 6), 64, (8, 4), 3, (6, 4), 3, 64, (3,) * 12, 5, 64),
+    "tiny": Scale((1, 1, 1), 12, (4, 3), 1, (1, 1), 2, 12, (1, 1, 1), 2, 12),
+    # small (the demo's): per dataset >= 24 test videos with >= 8 reals and >= 8 validation videos with
+    # >= 3 reals, so that video-level AUCs mean something; 12 DFDC chunks so the default curriculum's
+    # chunk lists (train 0-9, val 10, test 11) exist; 3 fakes per DFDC real (not DFDC's ~5) keeps the
+    # 8-real test chunk small. Celeb-DF: 8 training celebrities, so that the validation carve (whole
+    # identities, bridging fakes left out) leaves fakes on both sides.
+    "small": Scale((6, 2, 4), 32, (8, 4), 2, (2, 2), 2, 32, (2, 2, 2) + (1,) * 7 + (3, 8), 3, 32),
+    "medium": Scale((24, 6, 6), 64, (8, 4), 3, (6, 4), 3, 64, (3,) * 10 + (4, 8), 5, 64),
 }
 FFPP_SIZE, FFPP_FPS = (256, 192), 25.0
 CELEBDF_SIZE, CELEBDF_FPS = (288, 176), 30.0
@@ -179,9 +185,11 @@ def dfdc_chunk_dir(chunk: int) -> str:
 
 
 def plan_dfdc(seed: int, scale: Scale) -> Plan:
-    """DFDC: chunks of mp4 files with audio and a metadata.json each; ~5 fakes per real, mixed methods.
+    """DFDC: chunks of mp4 files with audio and a metadata.json each; ``dfdc_fakes`` fakes per real, mixed methods.
 
-    Every chunk holds at least one audio-only fake. The last real of the last chunk is portrait.
+    Every chunk holds exactly one audio-only fake, made from its first real: a shifted voice in even
+    chunks, a swapped voice in odd ones (in the real DFDC such fakes are a small share; here a visual
+    model sees one per chunk that it cannot detect). The last real of the last chunk is portrait.
     """
     rng = rng_for(seed, "dfdc")
     plan, taken = Plan(), set()
@@ -209,11 +217,11 @@ def plan_dfdc(seed: int, scale: Scale) -> Plan:
                 other = others[int(rng.integers(len(others)))]
                 common = {"path": f"{folder}/{name}", "target": key, "label": 1,
                           "original": f"{folder}/{real}"}
-                # The first real of each chunk gets an audio-only fake (odd chunks a second, swapped voice).
-                if k == 0 and f == 0:
+                # The first fake of each chunk's first real is audio-only: voice shifted (even chunks) or swapped (odd).
+                if k == 0 and f == 0 and chunk % 2 == 0:
                     shift = float(rng.choice([-1, 1]) * rng.uniform(0.35, 0.7))
                     outputs.append(Output(**common, method="audio_shift", audio="shift", audio_shift=shift))
-                elif k == 0 and f == 1 and chunk % 2 == 1:
+                elif k == 0 and f == 0:
                     outputs.append(Output(**common, method="audio_swap", audio="swap", audio_source=other))
                 else:
                     method = _draw_method(rng)
