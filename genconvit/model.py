@@ -52,6 +52,7 @@ class GenConViTConfig:
 
     image_size: int = 224
     convnext: str = "convnext_tiny"
+    convnext_args: dict = field(default_factory=dict)   # timm architecture arguments (e.g. ls_init_value)
     swin: str = "swin_tiny_patch4_window7_224"
     swin_args: dict = field(default_factory=dict)   # timm architecture arguments (tiny Swin)
     ae_channels: tuple = (16, 32, 64, 128, 256)     # five max-pool stages: 224 -> 7
@@ -89,7 +90,7 @@ class GenConViT(DeepfakeModel):
         if not paths or any(p not in PATHS for p in paths):
             raise ValueError(f"paths must be a non-empty subset of {PATHS}, got {paths}")
         convnext = create_backbone(cfg.convnext, pretrained=pretrained, weights=convnext_weights,
-                                   prefix=convnext_prefix, drop_path_rate=cfg.drop_path_rate)
+                                   prefix=convnext_prefix, drop_path_rate=cfg.drop_path_rate, **cfg.convnext_args)
         swin = create_backbone(cfg.swin, pretrained=pretrained, weights=swin_weights, prefix=swin_prefix,
                                img_size=cfg.image_size, drop_path_rate=cfg.drop_path_rate, **cfg.swin_args)
         dc_c, dc_s = data_config(convnext), data_config(swin)

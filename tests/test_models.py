@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 
 import timm
 from genconvit.model import SIZES as GENCONVIT_SIZES
+from specialists.net import SIZES as SPECIALIST_SIZES
 from specialists.bg import face_mask, masked_stats
 from specialists.cm import BlockDCT, CompressionCue, dct_basis
 from specialists.rr import ResamplingCue
@@ -261,7 +262,7 @@ def test_genconvit_keeps_loaded_backbone_weights(tmp_path):
 
 def test_specialist_keeps_loaded_backbone_weights(tmp_path):
     torch.manual_seed(321)
-    reference = timm.create_model("efficientnet_b0", num_classes=0)
+    reference = timm.create_model(SPECIALIST_SIZES["tiny"].backbone, num_classes=0)
     save_file(reference.state_dict(), str(tmp_path / "b0.safetensors"))
     model = _tiny("rr", pretrained_path=str(tmp_path / "b0.safetensors"))
     _assert_same_weights(model.backbone, reference)
