@@ -69,7 +69,10 @@ class GenConViTConfig:
 SIZES = {
     "full": GenConViTConfig(),
     "tiny": GenConViTConfig(
+        # BatchNorm, full-strength layer scale and convolutional MLPs in the ConvNeXt: trained from random
+        # weights for a few hundred steps, the LayerNorm/1e-6-layer-scale default barely moves (demo at chance)
         image_size=64, convnext="convnext_atto",
+        convnext_args=dict(ls_init_value=1.0, norm_layer="batchnorm2d", conv_mlp=True),
         swin_args=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=4),
         ae_channels=(8, 16, 32), vae_channels=(8, 16, 32), latent_channels=4, hidden=64, drop_path_rate=0.0),
 }
@@ -101,9 +104,10 @@ class GenConViT(DeepfakeModel):
                          std=tuple(dc_c["std"]))
         super().__init__(spec, num_classes)
         self.cfg, self.paths = cfg, tuple(paths)
-        # ConvNeXt's blocks hand channels-last activations to their convolutions (the norm and MLP run
-        # on N×H×W×C), so its weight gradients come out channels-last; with the weights in the same
-        # layout DDP's gradient buckets match them (no per-bucket copy, no stride warning).
+        # ConvNeXt's LayerNorm blocks hand channels-last activations to their convolutions (the norm and
+        # MLP run on N×H×W×C), so its weight gradients come out channels-last; with the weights in the
+        # same layout DDP's gradient buckets match them (no per-bucket copy, no stride warning). The
+        # BatchNorm build's gradients follow the weights' layout, so channels-last suits both.
         self.convnext, self.swin = convnext.to(memory_format=torch.channels_last), swin
         self.ae = ConvAutoencoder(cfg.ae_channels) if "ed" in paths else None
         self.vae = ConvVAE(cfg.vae_channels, cfg.latent_channels) if "vae" in paths else None

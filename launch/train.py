@@ -1,6 +1,7 @@
-"""Train one model through one curriculum stage.
+"""Train one model through one curriculum stage, or several in order.
 
     accelerate launch launch/train.py --model tm --stage 4
+    accelerate launch launch/train.py --model tm --stage 1 2 4     # stages in order, one launch
     python launch/train.py --model genconvit --stage 1 --config launch/configs/demo.yaml --set data.batch_size=8
 
 The same command works under plain ``python`` (one process) and ``accelerate launch`` (any number of
@@ -30,12 +31,14 @@ DEFAULT_RECIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "confi
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a registered model name (see the error for the list)")
-    ap.add_argument("--stage", required=True, type=int, help="a stage number defined in the recipe")
+    ap.add_argument("--stage", required=True, type=int, nargs="+",
+                    help="stage numbers defined in the recipe; several run in the order given in one launch, "
+                         "each starting from the previous one's best weights (finished ones are skipped)")
     ap.add_argument("--config", default=DEFAULT_RECIPE, help="recipe YAML (default: %(default)s)")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
     ap.add_argument("--output-dir", default="runs", help="runs/<model>/stage<k>/ go here")
     ap.add_argument("--resume", default="auto", help="auto (newest state in the run folder), never, or a PATH")
-    ap.add_argument("--init", default=None, help="start from these exported weights instead of the previous stage's")
+    ap.add_argument("--init", default=None, help="start (the first stage given) from these exported weights instead of the previous stage's")
     return ap.parse_args(argv)
 
 
@@ -63,20 +66,34 @@ def check_resume_folder(path: str, model: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cli.setup_logging()
-    done = stage_status(args.output_dir, args.model, args.stage) if args.resume == "auto" else None
-    if done is not None:   # checked first: re-running a finished curriculum costs seconds, not minutes
-        if cli.process_rank() == 0:
-            print(format_status(done, "done"))
-        return 0
     if args.model not in list_models():
         return cli.fail(f"unknown model '{args.model}'; registered models: {', '.join(list_models())}")
     if args.resume not in ("auto", "never"):
+        if len(args.stage) > 1:
+            raise UsageError("--resume PATH names one stage's state; give one --stage with it")
         check_resume_folder(args.resume, args.model)
-    cfg = resolve_stage(load_recipe(args.config), args.model, args.stage, args.set, recipe=args.config)
-    summary = run_stage(cfg, args.stage, args.output_dir, init=args.init, resume=args.resume, recipe=args.config)
-    if cli.process_rank() == 0:
-        print(format_status(summary, "trained"))
+    raw = load_recipe(args.config)
+    # every stage's config is checked before the first one trains; one process start (torch, timm,
+    # accelerate imports, the process group) costs more than a short stage on a small machine
+    cfgs = [resolve_stage(raw, args.model, stage, args.set, recipe=args.config) for stage in args.stage]
+    init = args.init
+    for i, (stage, cfg) in enumerate(zip(args.stage, cfgs)):
+        train_stage(args, stage, cfg, init, last=i == len(cfgs) - 1)
+        init = None
     return 0
+
+
+def train_stage(args: argparse.Namespace, stage: int, cfg, init: str | None, last: bool) -> None:
+    """One stage: reported and skipped when finished (``--resume auto``), otherwise trained and evaluated."""
+    done = stage_status(args.output_dir, args.model, stage) if args.resume == "auto" else None
+    if done is not None:   # checked first: re-running a finished curriculum costs seconds, not minutes
+        if cli.process_rank() == 0:
+            print(format_status(done, "done"))
+        return
+    summary = run_stage(cfg, stage, args.output_dir, init=init, resume=args.resume, recipe=args.config,
+                        keep_process_group=not last)
+    if cli.process_rank() == 0:
+        print(format_status(summary, "trained"), flush=True)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ class TemporalCue(nn.Module):
         b, t = video.shape[:2]
         g = self.grid
         diff = self._maps(self.diff_stem, video[:, 1:] - video[:, :-1])  # signed: time has a direction
-        diff = F.pad(diff, (0, 0, 0, 0, 0, 0, 1, 0))  # frame 0 has no predecessor: zero change
+        diff = F.pad(diff, (0, 0, 0, 0, 0, 0, 1, 0))  # frame 0 has no previous frame: zero change
         detail = self._maps(self.detail_stem, highpass(video.flatten(0, 1)).view_as(video))
         frame = (self.feat_scale * self.feat_proj(feats))[..., None, None].expand(-1, -1, -1, g, g)
         s = torch.cat([diff, detail, frame], dim=2).flatten(3).transpose(1, 2) + self.time_embed  # B×C×T×g²
