@@ -13,6 +13,7 @@ from utils.data.folds import (FIXED_TEST, fold_records, inner_validation_groups,
                               recipe_val_fraction, split_pool, stratified_group_folds)
 from utils.data.index import build_index
 from utils.data.records import VideoRecord
+from utils.data.sample import SCALES
 from utils.data.sources import hold_out, select_sources
 
 
@@ -92,7 +93,8 @@ def test_sample_ffpp_folds_keep_the_test_split_out(sample_data, tmp_path):
     records = build_index(cfg.data, sample_data / "ffpp")
     pool, fixed = split_pool(records)
     assert {r.split for r in fixed} == {"test"} and {r.split for r in pool} == {"train", "val"}
-    assert recipe_val_fraction(pool) == pytest.approx(1 / 3)
+    train_pairs, val_pairs, _ = SCALES["small"].ffpp_pairs
+    assert recipe_val_fraction(pool) == pytest.approx(val_pairs / (train_pairs + val_pairs))
     folds = load_or_create(tmp_path, "ffpp", str(sample_data / "ffpp"), pool, 42, 5)
     recs = fold_records(pool, fixed, folds.folds, 0, inner_validation_groups(
         [r for r in pool if folds.folds[r.group] != 0], 1 / 3, 42, 0))
