@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from utils.data import frames as stills   # still images and frame lists, read as videos
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav")
@@ -80,6 +82,8 @@ def video_info(path: str | Path, backend: str = "auto") -> VideoInfo:
     Raises:
         VideoReadError: the file cannot be opened or has no video stream.
     """
+    if stills.is_frame_source(path):
+        return VideoInfo(*_still(stills.source_info, path))
     path = Path(path)
     if not path.is_file():
         raise VideoReadError(f"no such file: {path}")
@@ -105,6 +109,14 @@ def video_info(path: str | Path, backend: str = "auto") -> VideoInfo:
         fps = float(s.average_rate or s.guessed_rate or 0.0)
         return VideoInfo(int(n), fps, int(s.codec_context.width), int(s.codec_context.height),
                          len(c.streams.audio) > 0)
+
+
+def _still(read, *args):
+    """A reader of :mod:`utils.data.frames`, its errors raised as :class:`VideoReadError`."""
+    try:
+        return read(*args)
+    except stills.FrameReadError as e:
+        raise VideoReadError(str(e)) from e
 
 
 def _read_decord(path: Path, indices: np.ndarray, threads: int) -> Frames:
@@ -163,6 +175,8 @@ def read_frames(path: str | Path, indices: Sequence[int], backend: str = "auto",
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend '{backend}' is not one of {BACKENDS}")
+    if stills.is_frame_source(path):
+        return Frames(*_still(stills.read_source, path, indices))
     path = Path(path)
     if not path.is_file():
         raise VideoReadError(f"no such file: {path}")
