@@ -12,6 +12,7 @@ decorated with ``@register_dataset("<name>")``, and import it in ``utils/data/ad
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,12 @@ from typing import ClassVar
 
 from utils.core.config import DataConfig
 from utils.core.errors import ConfigError
+from utils.core.model import InputSpec
+from utils.data.faces import FaceDetector
+from utils.data.frames import is_frame_source
 from utils.data.records import VideoRecord
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class DatasetAdapter:
     Options: ClassVar[type] = NoOptions        # the adapter's own ``data`` options
     fixed_splits: ClassVar[tuple[str, ...]] = ()   # splits an official protocol fixes (overlap reported)
     reuse_original_boxes: ClassVar[bool] = False   # fakes are pixel-aligned with their original
-    still_images: ClassVar[bool] = False       # records are single images, not videos
+    still_images: ClassVar[bool] = False       # records are single images (or frames sampled apart), not videos
+    resized_frames: ClassVar[bool] = False     # frames come already cropped and resized (pre-processed sets)
 
     def options(self, data: DataConfig):
         """This adapter's typed options from ``data.options`` (keys of other adapters are ignored)."""
@@ -50,6 +57,31 @@ class DatasetAdapter:
     def index(self, root: Path, options, seed: int) -> list[VideoRecord]:  # pragma: no cover - abstract
         """Every usable video under ``root`` with its label, method, group and split."""
         raise NotImplementedError
+
+    def face_detector(self, options, margin: float) -> FaceDetector | None:
+        """The face detector the cache runs on this dataset's frames; None: the default (MTCNN).
+
+        Datasets of images that are already face crops return
+        :class:`~utils.data.frames.WholeFrame` (the whole image is the face) instead.
+        """
+        return None
+
+    def check_input(self, spec: InputSpec, records: list[VideoRecord]) -> None:
+        """Refuse a model this dataset cannot feed; warn about what a model loses on it.
+
+        Clip models need consecutive frames, which still images (and frames sampled apart) do not
+        have. ``native`` crops of frames that were resized before they reached us cut resampled
+        pixels: the source's 8x8 compression grid and its resampling traces are gone.
+        """
+        if spec.clip_len > 1 and (self.still_images or all(is_frame_source(r.path) for r in records)):
+            raise ConfigError(
+                f"{self.name}: the dataset holds still images, not videos, so there are no clips of "
+                f"{spec.clip_len} consecutive frames for this model (its input spec has clip_len="
+                f"{spec.clip_len}); train or evaluate a single-frame model on it (clip_len 1)")
+        if spec.crop == "native" and self.resized_frames:
+            logger.warning("%s: its frames were cropped and resized before they were stored; a 'native' crop "
+                           "cuts those resampled pixels, so the source's 8x8 compression grid and its own "
+                           "resampling traces are lost to the model", self.name)
 
     def phases(self, records: list[VideoRecord], options) -> list[tuple[str, list[VideoRecord]]]:
         """The training records walked in order when ``trainer.epochs_per_chunk`` is set: one phase per

@@ -4,20 +4,31 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
-from pathlib import Path
-from typing import Any
+from collections import Counter, defaultdict
+from pathlib import Path, PureWindowsPath
+from typing import Any, Sequence
 
-from utils.core.errors import InputError
+from utils.core.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
 _SHOW = 5  # missing files named in a warning; the rest are counted
 _WS = " \t\r\n"
+# frame and augmentation suffixes stripped from a file stem to form its group: p0042_frame3, x_aug2, y (1)
+DEFAULT_GROUP_SUFFIX = r"(?:[_-](?:frame|f|aug|crop|flip|rot|copy)\d*|\s*\(\d+\))+$"
+REAL_NAMES = ("real",)   # label / folder names that mean "real" (case-insensitive) unless configured
 
 
 class DatasetLayoutError(InputError):
-    """A dataset root, folder or index file is missing or not laid out as the adapter expects."""
+    """A dataset root, folder or index file is missing or not laid out as the adapter expects.
+
+    Exit status 2, like a usage error: the root or the options point at the wrong place, and nothing
+    was run (the message shows the expected tree).
+    """
+
+    exit_code = 2
 
 
 def layout_error(problem: str, layout: str) -> DatasetLayoutError:
@@ -99,3 +110,58 @@ def json_entries(path: Path) -> tuple[Any, list[tuple[int, Any, Any]]]:
         pos = _skip_ws(text, pos)
         if text[pos] == ",":
             pos += 1
+
+
+# ---- image datasets (imagefolder, manifest) ----------------------------------------------------------
+
+def group_stem(name: str, suffix: str = DEFAULT_GROUP_SUFFIX) -> str:
+    """The group of an image: its file stem with frame/augmentation suffixes (regex ``suffix``) removed.
+
+    ``p0042_frame3.jpg`` and ``p0042_frame7.png`` are one group; a name that would strip to nothing
+    keeps its stem. Backslash paths are read as Windows paths.
+    """
+    stem = PureWindowsPath(name).stem if "\\" in name else Path(name).stem
+    try:
+        grouped = re.sub(suffix, "", stem, flags=re.IGNORECASE) if suffix else stem
+    except re.error as e:
+        raise DatasetLayoutError(f"data.group_suffix {suffix!r} is not a valid regular expression ({e})") from None
+    return grouped or stem
+
+
+def binary_label(name: str, real_names: Sequence[str] = REAL_NAMES) -> int:
+    """0 for a real label / folder name (or ``0``), 1 for any other (a manipulation or a generator)."""
+    text = str(name).strip().lower()
+    return 0 if text == "0" or text in {n.lower() for n in real_names} else 1
+
+
+def method_name(label_name: str, source: str = "") -> str:
+    """The record's ``method``: ``<label>/<source>`` (``fake/inpainting``), or the label alone."""
+    return f"{label_name}/{source}" if source else label_name
+
+
+def carve_splits(items: Sequence[tuple[str, int]], val: float, test: float, seed: int) -> dict[str, str]:
+    """Seeded, group-wise split: ``{group: split}`` for ``(group, label)`` items.
+
+    Whole groups are drawn in a seeded order into ``test``, then ``val``, while every label the group
+    holds still falls short of its share there (``test`` / ``val`` of that label's items); the rest
+    is ``train``. No group is ever split, and each split gets about its share of every label.
+    """
+    if val < 0 or test < 0 or val + test >= 1:
+        raise ConfigError(f"data.val_fraction ({val}) and data.test_fraction ({test}) must be >= 0 "
+                          "with a sum below 1")
+    per_group: dict[str, Counter] = defaultdict(Counter)
+    for group, label in items:
+        per_group[group][label] += 1
+    totals = Counter(label for _, label in items)
+    need = {s: {lab: share * n for lab, n in totals.items()} for s, share in (("test", test), ("val", val))}
+    order = sorted(per_group, key=natural_key)
+    random.Random(seed).shuffle(order)
+    out = {}
+    for group in order:
+        counts = per_group[group]
+        out[group] = next((s for s in ("test", "val") if all(need[s][lab] >= n / 2 for lab, n in counts.items())),
+                          "train")
+        for lab, n in counts.items():
+            if out[group] != "train":
+                need[out[group]][lab] -= n
+    return out
