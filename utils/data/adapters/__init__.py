@@ -3,7 +3,9 @@
 Importing this package registers the built-in adapters (it is the ``deepfake_toolkit.datasets``
 entry point). Adding a dataset is one module and one line here; see :mod:`utils.data.adapters.base`.
 """
-from utils.data.adapters import celebdf, dfdc, ffpp  # noqa: F401  (each import registers an adapter)
+from utils.data.adapters import (  # noqa: F401  (each import registers an adapter)
+    celebdf, deepfakebench, dfdc, ffpp, imagefolder, manifest,
+)
 from utils.data.adapters.base import DatasetAdapter
 from utils.data.adapters.common import DatasetLayoutError
 
