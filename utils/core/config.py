@@ -63,6 +63,9 @@ class DataConfig:
     frames_per_video_train: int = 0  # 0 = every cached frame
     train_sources: list[str] = field(default_factory=list)  # sources (record methods) to train/validate on; [] = all
     eval_sources: list[str] = field(default_factory=list)   # sources to test on; [] = all
+    classes: list[str] = field(default_factory=lambda: ["real", "fake"])  # label k = classes[k]; 0 = real
+    class_map: dict = field(default_factory=dict)  # source / method / folder name -> a name in classes
+    normalization: Literal["backbone", "real_train"] = "backbone"  # real_train: mean/std of training reals
     options: dict = field(default_factory=dict)  # the dataset adapter's own options (flat in YAML)
 
 

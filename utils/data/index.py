@@ -17,6 +17,7 @@ from utils.core.config import DataConfig
 from utils.core.errors import ConfigError
 from utils.core.registry import get_dataset, list_datasets
 from utils.data.adapters.common import DatasetLayoutError, absolute, layout_error
+from utils.data.classes import apply_classes
 from utils.data.leakage import check_no_leakage
 from utils.data.records import SPLITS, VideoRecord
 
@@ -76,10 +77,10 @@ def cap_per_split(records: list[VideoRecord], limit: int, seed: int) -> list[Vid
     return [r for r in records if id(r) in kept]
 
 
-def summarize(records: list[VideoRecord]) -> str:
-    """``train 720 real / 2880 fake, val …`` for logs."""
+def summarize(records: list[VideoRecord], names: list[str] | tuple[str, ...] = ("real", "fake")) -> str:
+    """``train 720 real / 2880 fake, val …`` for logs (one count per class)."""
     counts = Counter((r.split, r.label) for r in records)
-    return ", ".join(f"{s} {counts[(s, 0)]} real / {counts[(s, 1)]} fake" for s in SPLITS)
+    return ", ".join(f"{s} " + " / ".join(f"{counts[(s, k)]} {n}" for k, n in enumerate(names)) for s in SPLITS)
 
 
 def build_index(data: DataConfig, root: str | os.PathLike | None = None, seed: int = 0) -> list[VideoRecord]:
@@ -107,8 +108,8 @@ def build_index(data: DataConfig, root: str | os.PathLike | None = None, seed: i
         raise DatasetLayoutError(f"{data.dataset}: no videos found under {path}")
     _check_unique(records, data.dataset)
     check_no_leakage(records, fixed_splits=adapter.fixed_splits)
-    records = cap_per_split(records, data.max_videos_per_split, seed)
-    logger.info("%s index (%s): %s", data.dataset, path, summarize(records))
+    records = cap_per_split(apply_classes(records, data), data.max_videos_per_split, seed)
+    logger.info("%s index (%s): %s", data.dataset, path, summarize(records, data.classes))
     return records
 
 
