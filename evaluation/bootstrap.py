@@ -73,7 +73,8 @@ def bootstrap_ci(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
     Args:
         probs: N×k probabilities (1-D: P(fake)); labels: N ints.
         groups: N unit ids (video ids for frame rows); None: every row is its own unit (video rows).
-        threshold: binary decision threshold for ``acc``/``balanced_acc`` (default 0.5).
+        threshold: decision threshold on P(fake) for ``acc``/``balanced_acc`` (binary: default 0.5;
+            k > 2: one-vs-rest on the real class, the argmax when None).
         n_boot: replicates; seed: RNG seed (the same seed gives the same intervals).
         level: coverage of the interval (0.95 -> 2.5th and 97.5th percentiles).
 
@@ -105,7 +106,7 @@ def bootstrap_ci(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
         for b in range(n_boot):
             draw = rng.integers(0, n_units, n_units)
             idx = np.concatenate([order[bounds[u]:bounds[u + 1]] for u in draw])
-            res = compute_metrics(p[idx], y[idx], warnings=[])
+            res = compute_metrics(p[idx], y[idx], threshold, warnings=[])
             for m in metrics:
                 values[m][b] = res.get(m, NAN)
     return {m: _interval(values[m], level) for m in metrics}

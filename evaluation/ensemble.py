@@ -17,10 +17,24 @@ from scipy.optimize import minimize
 
 from evaluation.aggregate import aggregate
 from evaluation.metrics import log_loss
-from utils.core.errors import InputError
+from utils.core.errors import InputError, UsageError
 from utils.engine.predictions import FramePredictions, as_probs
 
 logger = logging.getLogger(__name__)
+
+
+def check_members(members: list[tuple[str, list[str]]]) -> None:
+    """Refuse an ensemble whose members score different classes (a 2-class and a 3-class checkpoint).
+
+    ``members``: (checkpoint name, its class names in label order, from its sidecar).
+    """
+    first_name, first = members[0]
+    for name, names in members[1:]:
+        if list(names) != list(first):
+            raise UsageError(f"ensemble members score different classes: {first_name} has {len(first)} "
+                             f"({', '.join(first)}) but {name} has {len(names)} ({', '.join(names)}); an "
+                             "ensemble averages probabilities class by class, so combine checkpoints trained "
+                             "with the same data.classes")
 
 
 def average_probs(members: list[np.ndarray], weights: np.ndarray | list[float] | None = None) -> np.ndarray:

@@ -44,11 +44,35 @@ def _warn(msg: str, warnings: list[str] | None) -> None:
 
 
 def apply_threshold(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Hard predictions: binary -> fake when P(fake) >= threshold (default 0.5); k > 2 -> argmax."""
+    """Hard predictions.
+
+    Binary: fake when P(fake) >= threshold (default 0.5). k > 2 with a threshold: one-vs-rest on the
+    real class -- real when P(fake) = 1 - P(real) < threshold, else the most probable fake class (for
+    k = 2 this is the binary rule); without a threshold: the argmax.
+    """
     p = as_probs(probs)
     if p.shape[1] == 2:
         return (p[:, 1] >= (0.5 if threshold is None else threshold)).astype(np.int64)
-    return p.argmax(axis=1)
+    if threshold is None:
+        return p.argmax(axis=1)
+    fake = 1.0 + p[:, 1:].argmax(axis=1)
+    return np.where(1.0 - p[:, 0] >= threshold, fake, 0).astype(np.int64)
+
+
+def per_class(y: np.ndarray, pred: np.ndarray, k: int) -> dict[str, float]:
+    """Recall, precision and F1 of every class (``recall_<c>`` ...) and their macro-F1 (classes present)."""
+    out: dict[str, float] = {}
+    f1s = []
+    for c in range(k):
+        tp, n_true, n_pred = float(np.sum((y == c) & (pred == c))), float(np.sum(y == c)), float(np.sum(pred == c))
+        recall = tp / n_true if n_true else NAN
+        precision = tp / n_pred if n_pred else (NAN if not n_true else 0.0)
+        f1 = 2 * tp / (n_true + n_pred) if n_true + n_pred else NAN
+        out.update({f"recall_{c}": recall, f"precision_{c}": precision, f"f1_{c}": f1})
+        if n_true:
+            f1s.append(f1)
+    out["macro_f1"] = float(np.mean(f1s)) if f1s else NAN
+    return out
 
 
 def equal_error_rate(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -97,22 +121,25 @@ def _binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float, warnings: li
     out["tpr"] = float(np.mean(pred[y == 1] == 1)) if n_fake else NAN    # fakes caught
     out["tnr"] = float(np.mean(pred[y == 0] == 0)) if n_fake < len(y) else NAN  # reals passed
     out["log_loss"] = log_loss(p, y)
+    out.update(per_class(y, pred, 2))
     out["pred_fake_rate"] = float(pred.mean()) if len(y) else NAN
     out["label_fake_rate"] = n_fake / len(y) if len(y) else NAN
     out["mean_p_fake"] = float(score.mean()) if len(y) else NAN
     return out
 
 
-def _multiclass_metrics(p: np.ndarray, y: np.ndarray, warnings: list[str] | None) -> dict:
+def _multiclass_metrics(p: np.ndarray, y: np.ndarray, threshold: float | None, warnings: list[str] | None) -> dict:
     k = p.shape[1]
-    pred = p.argmax(axis=1)
+    pred = apply_threshold(p, threshold)
     present = np.unique(y)
-    out: dict = {"n": len(y)}
+    out: dict = {"n": len(y), "threshold": NAN if threshold is None else float(threshold)}
     aucs, aps = [], []
     for c in range(k):
         pos = y == c
+        out[f"auc_{c}"] = NAN
         if 0 < pos.sum() < len(y):
-            aucs.append(roc_auc_score(pos, p[:, c]))
+            out[f"auc_{c}"] = float(roc_auc_score(pos, p[:, c]))
+            aucs.append(out[f"auc_{c}"])
             aps.append(average_precision_score(pos, p[:, c]))
     if len(aucs) < k and len(y):
         _warn(f"{k - len(aucs)} of {k} classes are absent (or the only one present) among {len(y)} "
@@ -122,6 +149,12 @@ def _multiclass_metrics(p: np.ndarray, y: np.ndarray, warnings: list[str] | None
     out["acc"] = float(np.mean(pred == y)) if len(y) else NAN
     out["balanced_acc"] = _balanced_accuracy(y, pred, present) if len(present) > 1 else NAN
     out["log_loss"] = log_loss(p, y)
+    out.update(per_class(y, pred, k))
+    real = y == 0   # any fake vs real, at the one-vs-rest threshold: the verdict predict gives
+    both = 0 < real.sum() < len(y)
+    out["auc_fake"] = float(roc_auc_score(~real, 1.0 - p[:, 0])) if both else NAN
+    out["tpr"] = float(np.mean(pred[~real] > 0)) if (~real).any() else NAN
+    out["tnr"] = float(np.mean(pred[real] == 0)) if real.any() else NAN
     for c in range(k):
         out[f"n_{c}"] = int(np.sum(y == c))
         out[f"pred_share_{c}"] = float(np.mean(pred == c)) if len(y) else NAN
@@ -136,22 +169,24 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float | No
     Args:
         probs: N×k softmax probabilities (binary: column 1 = P(fake)); 1-D is read as P(fake).
         labels: N integer labels (0 = real, 1 = fake for binary models).
-        threshold: binary decision threshold (fake when P(fake) >= threshold; default 0.5).
-            Ignored for k > 2, which predict the argmax.
+        threshold: decision threshold on P(fake) (binary: fake when P(fake) >= threshold, default
+            0.5; k > 2: one-vs-rest on the real class, the argmax when None; see :func:`apply_threshold`).
         warnings: if given, the reasons for undefined (NaN) metrics are appended to it (and not
             logged); otherwise they are logged as warnings.
 
     Returns:
-        Binary: ``auc ap eer acc balanced_acc tpr tnr log_loss pred_fake_rate label_fake_rate
+        Binary: ``auc ap eer acc balanced_acc tpr tnr log_loss macro_f1 pred_fake_rate label_fake_rate
         mean_p_fake threshold n n_real n_fake``. k-class: ``auc ap`` (macro one-vs-rest) ``acc
-        balanced_acc log_loss n`` and per class ``n_<c> pred_share_<c> label_share_<c>``.
+        balanced_acc log_loss macro_f1 auc_fake tpr tnr threshold n``. Both, per class: ``recall_<c>
+        precision_<c> f1_<c>``; k-class also ``auc_<c>`` (one-vs-rest) ``n_<c> pred_share_<c>
+        label_share_<c>``.
     """
     p, y = _check(probs, labels)
     if not len(y):
         _warn("no predictions to score: every metric is NaN", warnings)
     if p.shape[1] == 2:
         return _binary_metrics(p, y, 0.5 if threshold is None else float(threshold), warnings)
-    return _multiclass_metrics(p, y, warnings)
+    return _multiclass_metrics(p, y, None if threshold is None else float(threshold), warnings)
 
 
 def confusion_matrix(probs: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -163,7 +198,7 @@ def confusion_matrix(probs: np.ndarray, labels: np.ndarray, threshold: float | N
 
 
 def choose_threshold(probs: np.ndarray, labels: np.ndarray, rule: str = "balanced_acc") -> float:
-    """Pick the binary decision threshold on validation predictions.
+    """Pick the decision threshold on P(fake) from validation predictions (k > 2: real vs the rest).
 
     ``balanced_acc`` maximises (TPR + TNR) / 2; ``eer`` makes false-positive and false-negative rates
     as equal as possible. The threshold returned sits midway between the two neighbouring validation
@@ -173,8 +208,8 @@ def choose_threshold(probs: np.ndarray, labels: np.ndarray, rule: str = "balance
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"unknown threshold rule '{rule}'; choose one of {THRESHOLD_RULES}")
     p, y = _check(probs, labels)
-    if p.shape[1] != 2:
-        raise ValueError(f"a decision threshold only applies to binary models, got {p.shape[1]} classes")
+    if p.shape[1] > 2:   # one-vs-rest on the real class: any fake vs real
+        p, y = np.stack([p[:, 0], 1.0 - p[:, 0]], axis=1), (y > 0).astype(np.int64)
     if len(np.unique(y)) < 2:
         logger.warning("choose_threshold: validation labels hold one class only; keeping 0.5")
         return 0.5

@@ -88,7 +88,7 @@ def _histogram_figure(report: dict):
         for name, counts in hist["counts"].items():
             ax.stairs(counts, edges, label=name, fill=False, lw=1.5)
         thr = report[lv]["threshold"]
-        if thr is not None and 0 <= thr <= 1:
+        if thr is not None and 0 <= thr <= 1 and hist["score"] == "P(fake)":
             ax.axvline(thr, color="grey", ls="--", lw=1, label=f"threshold {thr:.3f}")
         ax.set(xlabel=hist["score"], ylabel="count", title=f"{lv}s", xlim=(0, 1))
         ax.legend(fontsize=8)
@@ -119,6 +119,24 @@ def _with_ci(level: dict, key: str) -> str:
     return val
 
 
+def _class_lines(report: dict) -> list[str]:
+    """Per-class rows (recall, precision, F1, one-vs-rest AUC) and the confusion matrix, per level."""
+    lines = []
+    for lv in ("video", "frame"):
+        d = report[lv]
+        names = [row["class"] for row in d.get("per_class", [])]
+        if not names:
+            continue
+        lines += ["", f"## Per class ({lv} level, macro-F1 {_fmt(d['metrics'].get('macro_f1'))})", "",
+                  "| class | n | predicted | recall | precision | F1 | AUC (one-vs-rest) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['class']} | {r['n']} | {r['predicted']} | {_fmt(r['recall'])} | {_fmt(r['precision'])} | "
+                  f"{_fmt(r['f1'])} | {_fmt(r['auc'])} |" for r in d["per_class"]]
+        lines += ["", f"Confusion matrix ({lv} level; rows: true class, columns: predicted)", "",
+                  "| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {names[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(d["confusion"])]
+    return lines
+
+
 def to_markdown(report: dict, image_prefix: str | None = "") -> str:
     """A short human summary of a report (images ``<image_prefix><figure>.png``; None: no images)."""
     t = report["threshold"]
@@ -139,6 +157,7 @@ def to_markdown(report: dict, image_prefix: str | None = "") -> str:
         lines.append(f"| {lv} | {_with_ci(d, 'auc')} | {_with_ci(d, 'ap')} | {_with_ci(d, 'eer')} | "
                      f"{_with_ci(d, 'acc')} | {_with_ci(d, 'balanced_acc')} | {_fmt(half.get('acc'))} | "
                      f"{_with_ci(d, 'log_loss')} |")
+    lines += _class_lines(report)
     for key, table in report.get("breakdown", {}).items():
         lines += ["", f"## Per {key} (video level)", "",
                   f"| {key} | compared with | videos | AUC [95 % CI] | acc @thr | TPR | TNR |",

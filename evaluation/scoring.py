@@ -68,29 +68,44 @@ def _level(probs, labels, groups, threshold, names, *, n_boot, seed, warnings, w
     """Every number of one level (frames or videos)."""
     binary = probs.shape[1] == 2
     w: list[str] = []
-    out = {"n": int(len(labels)), "threshold": threshold if binary else None,
+    out = {"n": int(len(labels)), "threshold": threshold,
            "metrics": compute_metrics(probs, labels, threshold, warnings=w)}
     if binary:
         out["metrics_at_0.5"] = compute_metrics(probs, labels, 0.5, warnings=[])
     out["ci"] = bootstrap_ci(probs, labels, groups, threshold=threshold, n_boot=n_boot, seed=seed)
     out["confusion"] = confusion_matrix(probs, labels, threshold).tolist()
+    out["per_class"] = _per_class(out["metrics"], out["confusion"], names)
     out["curves"] = _curves(probs, labels, names)
     out["histogram"] = _histogram(probs, labels, names)
-    out["collapse"] = check_collapse(probs, labels, threshold)
+    out["collapse"] = check_collapse(probs, labels, threshold, names=names)
     warn_collapse(out["collapse"], where)
     warnings.extend(f"{where}: {m}" for m in dict.fromkeys(w))
     return out
 
 
-def _thresholds(threshold, val_preds, aggregation, rule, agg_kwargs) -> tuple[dict, str]:
+def _per_class(metrics: dict, confusion: list[list[int]], names: tuple[str, ...]) -> list[dict]:
+    """One row per class: its count, recall, precision, F1 and one-vs-rest AUC (binary: the fake class's)."""
+    k = len(confusion)
+    rows = []
+    for c in range(k):
+        auc = metrics.get(f"auc_{c}", metrics.get("auc") if k == 2 else None)
+        rows.append({"class": names[c] if c < len(names) else str(c), "n": int(sum(confusion[c])),
+                     "predicted": int(sum(row[c] for row in confusion)), "recall": metrics.get(f"recall_{c}"),
+                     "precision": metrics.get(f"precision_{c}"), "f1": metrics.get(f"f1_{c}"), "auc": auc})
+    return rows
+
+
+def _thresholds(threshold, val_preds, aggregation, rule, agg_kwargs, k: int = 2) -> tuple[dict, str]:
+    """Thresholds on P(fake): given, chosen on validation (k > 2: real vs the rest), else 0.5 for a
+    binary model and none (the argmax) for k > 2."""
     if threshold is not None:
         t = threshold if isinstance(threshold, dict) else {lv: float(threshold) for lv in LEVELS}
         return {lv: float(t[lv]) for lv in LEVELS}, "given"
-    if val_preds is not None and len(val_preds) and val_preds.num_classes == 2:
+    if val_preds is not None and len(val_preds):
         val_videos = aggregate(val_preds, aggregation, **agg_kwargs)
         return {"frame": choose_threshold(val_preds.probs, val_preds.labels, rule),
                 "video": choose_threshold(val_videos.probs, val_videos.labels, rule)}, "validation"
-    return {lv: 0.5 for lv in LEVELS}, "default"
+    return {lv: 0.5 if k == 2 else None for lv in LEVELS}, "default"
 
 
 def _breakdown_subsets(methods: np.ndarray, labels: np.ndarray, binary: bool):
@@ -189,7 +204,8 @@ def build_report(frame_preds: FramePredictions, *, threshold: float | dict | Non
         agg_kwargs: extra arguments of the ``confident`` rule (``fake_t``, ``real_t``, ``min_fake_frames``).
     """
     agg_kwargs = dict(agg_kwargs or {})
-    thresholds, source = _thresholds(threshold, val_preds, aggregation, threshold_rule, agg_kwargs)
+    thresholds, source = _thresholds(threshold, val_preds, aggregation, threshold_rule, agg_kwargs,
+                                     frame_preds.num_classes)
     source = threshold_source if source == "given" else source
     prior = float(aggregate(val_preds, "mean").labels.mean()) if val_preds is not None and len(val_preds) else None
     videos = aggregate(frame_preds, aggregation, no_face=no_face, prior=prior, **agg_kwargs)
@@ -222,7 +238,7 @@ def validation_metrics(preds: FramePredictions, rule: str = "balanced_acc") -> d
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     p_true = np.clip(preds.probs[np.arange(len(preds)), preds.labels], 1e-7, 1.0)
     metrics["val/loss"] = float(-np.log(p_true).mean()) if len(preds) else float("nan")
-    if preds.num_classes == 2 and len(preds):
+    if len(preds):
         thresholds, _ = _thresholds(None, preds, "mean", rule, {})
         metrics["val/threshold"], metrics["val/threshold_frame"] = thresholds["video"], thresholds["frame"]
     return metrics
