@@ -75,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     opts = BuildOptions.from_data(cfg.data, audio=not args.no_audio, require_audio=args.require_audio,
                                   backend=args.decoder)
     cache = cache_location(cfg.data, root, opts)
+    adapter = get_dataset(args.dataset)   # images that are face crops already need no detector
+    detector = adapter.face_detector(adapter.options(cfg.data), cfg.data.margin) or \
+        MTCNNDetector(device=_device(args.device), max_size=args.detect_size)
     with StopRequest() as stop:   # SIGTERM / Ctrl-C: finish the videos in progress, keep them, exit 128 + signal
-        summary = build_cache(
-            records, cache, opts, reuse_original_boxes=get_dataset(args.dataset).reuse_original_boxes,
-            workers=args.workers, retry_failed=args.retry_failed, stop=stop,
-            face_detector=MTCNNDetector(device=_device(args.device), max_size=args.detect_size))
+        summary = build_cache(records, cache, opts, reuse_original_boxes=adapter.reuse_original_boxes,
+                              workers=args.workers, retry_failed=args.retry_failed, stop=stop,
+                              face_detector=detector)
     failed = summary["failed"] + summary["failed_before"]
     print(f"{cache}: done {summary['done']} / skipped {summary['skipped']} / failed {failed}"
           + (f" (see {cache / 'failures.csv'})" if failed else ""))

@@ -177,7 +177,14 @@ class ExportedModel:
 
     @property
     def label_names(self) -> list[str]:
-        return list(self.meta.get("label_names") or LABEL_NAMES)
+        return sidecar_label_names(self.meta)
+
+
+def sidecar_label_names(meta: dict) -> list[str]:
+    """Class names in label order: the sidecar's, else real/fake for 2 classes, else the class numbers."""
+    names = list(meta.get("label_names") or LABEL_NAMES)
+    k = int(meta.get("num_classes") or len(names))
+    return names if len(names) == k else [str(i) for i in range(k)]
 
 
 def build_from_sidecar(meta: dict, source: str) -> nn.Module:
@@ -201,6 +208,8 @@ def load_exported(path: str | os.PathLike, map_location: str | torch.device = "c
         raise CheckpointError(f"{path} holds weights of model '{meta['model']}', not '{expect_model}'")
     model = build_from_sidecar(meta, str(sidecar_path(path)))
     load_weights(model, read_state_dict(path), strict=True, source=str(path))
+    if (meta.get("normalization") or {}).get("mean") is not None:   # statistics of the training data
+        model.set_normalization(meta["normalization"]["mean"], meta["normalization"]["std"])
     try:
         cfg = config_from_dict(meta.get("config") or {}, f"{sidecar_path(path)} [config]")
     except ConfigError as e:

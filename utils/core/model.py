@@ -16,7 +16,7 @@ and the bookkeeping keys ``video_id``, ``method``, ``frame_index``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Literal
 
 import torch
@@ -106,6 +106,13 @@ class DeepfakeModel(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """[0, 1] or uint8 images (…×3×H×W) -> the backbone's normalised input."""
         return (self.to_unit(x) - self._mean) / self._std
+
+    def set_normalization(self, mean, std) -> None:
+        """Normalise with this per-channel mean/std ([0, 1] units) instead of the backbone's (kept in the spec)."""
+        self.input_spec = replace(self.input_spec, mean=tuple(float(v) for v in mean),
+                                  std=tuple(float(v) for v in std))
+        self._mean.copy_(torch.tensor(self.input_spec.mean).view(3, 1, 1))
+        self._std.copy_(torch.tensor(self.input_spec.std).view(3, 1, 1))
 
     def forward(self, batch: dict) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError

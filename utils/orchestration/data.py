@@ -14,13 +14,14 @@ from torch.utils.data import DataLoader
 from utils.core.checkpoint import unwrap
 from utils.core.config import Config
 from utils.core.errors import UsageError
+from utils.core.model import InputSpec
 from utils.core.registry import get_dataset
 from utils.core.signals import StopRequest
 from utils.data.cache import BuildOptions, build_cache, cache_is_complete, cache_location
 from utils.data.datasets import build_dataset
 from utils.data.index import build_index, data_root, sample_dir, split_records
 from utils.data.records import VideoRecord
-from utils.data.sample import make_sample_data
+from utils.data.sample import make_sample
 from utils.data.sources import select_sources
 from utils.engine.inference import predict_loader
 from utils.engine.predictions import FramePredictions
@@ -28,28 +29,34 @@ from utils.engine.predictions import FramePredictions
 logger = logging.getLogger(__name__)
 
 
-def ensure_sample_data(acc: Accelerator) -> None:
-    """Generate the bundled sample datasets on first use (main process; the others wait)."""
+def ensure_sample_data(acc: Accelerator, dataset: str) -> None:
+    """Generate the bundled sample data of ``dataset`` on first use (main process; the others wait)."""
     if acc.is_main_process:
-        make_sample_data(sample_dir())
+        make_sample(sample_dir(), dataset)
     acc.wait_for_everyone()
 
 
 def index_data(cfg: Config, acc: Accelerator) -> list[VideoRecord]:
-    """The records of the configured dataset (generating the sample data on first use)."""
+    """The records of the configured dataset (generating its sample data on first use)."""
     root, is_sample = data_root(cfg.data)
     if is_sample:
-        ensure_sample_data(acc)
+        ensure_sample_data(acc, cfg.data.dataset)
     return build_index(cfg.data, root, seed=cfg.trainer.seed)
 
 
-def prepare_data(cfg: Config, acc: Accelerator, records: list[VideoRecord] | None = None
-                 ) -> tuple[Path, list[VideoRecord]]:
+def prepare_data(cfg: Config, acc: Accelerator, records: list[VideoRecord] | None = None,
+                 spec: InputSpec | None = None) -> tuple[Path, list[VideoRecord]]:
     """Index the dataset (unless ``records`` are given), keep the configured sources, and make sure its
-    face-crop cache covers them; returns (cache dir, records)."""
+    face-crop cache covers them; returns (cache dir, records).
+
+    With the model's ``spec``, a model the dataset cannot feed is refused before the cache is built.
+    """
     records = index_data(cfg, acc) if records is None else records
     records = select_sources(records, cfg.data.train_sources, cfg.data.eval_sources)
     root = data_root(cfg.data)[0]
+    adapter = get_dataset(cfg.data.dataset)
+    if spec is not None:
+        adapter.check_input(spec, records)
     opts = BuildOptions.from_data(cfg.data)
     cache = cache_location(cfg.data, root, opts)
     if not cache_is_complete(cache, records):
@@ -63,7 +70,8 @@ def prepare_data(cfg: Config, acc: Accelerator, records: list[VideoRecord] | Non
         logger.info("building the face-crop cache %s (%d videos)", cache, len(records))
         with StopRequest() as stop:
             build_cache(records, cache, opts, workers=max(1, cfg.data.num_workers // acc.num_processes),
-                        reuse_original_boxes=get_dataset(cfg.data.dataset).reuse_original_boxes,
+                        reuse_original_boxes=adapter.reuse_original_boxes,
+                        face_detector=adapter.face_detector(adapter.options(cfg.data), cfg.data.margin),
                         rank=acc.process_index, world_size=acc.num_processes, stop=stop)
         acc.wait_for_everyone()
     return cache, records
@@ -101,7 +109,7 @@ def predict_split(model, cache: Path, split: str, cfg: Config, acc: Accelerator,
     bs = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
     loader = acc.prepare(DataLoader(ds, batch_size=bs, shuffle=False, num_workers=cfg.data.num_workers,
                                     pin_memory=acc.device.type == "cuda"))
-    preds = predict_loader(model, loader, acc)
+    preds = predict_loader(model, loader, acc, label_names=tuple(cfg.data.classes))
     preds.missing = missing_videos(part, preds, failures)
     chunk = {r.video_id: r.chunk for r in part if r.chunk is not None}
     if chunk:

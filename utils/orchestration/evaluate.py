@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 from accelerate import Accelerator
 
-from evaluation.ensemble import align_videos, average_probs, combine, fit_weights, load_weights, save_weights
+from evaluation.ensemble import (align_videos, average_probs, check_members, combine, fit_weights, load_weights,
+                                 save_weights)
 from evaluation.metrics import choose_threshold
 from evaluation.report import write_report
 from evaluation.scoring import build_report
-from utils.core.checkpoint import ExportedModel, load_exported
+from utils.core.checkpoint import ExportedModel, load_exported, read_sidecar, sidecar_label_names
 from utils.core.config import Config
 from utils.core.recipe import resolve
 from utils.core.errors import UsageError
+from utils.core.registry import get_dataset
 from utils.data.cache_io import load_failures
 from utils.engine.predictions import FramePredictions
 from utils.orchestration.data import index_data, predict_split, prepare_data
@@ -53,6 +55,7 @@ def predict_checkpoint(path: str | os.PathLike, dataset: str, splits: list[str],
     exported = load_exported(path, map_location=acc.device)
     cfg = eval_config(exported.config, dataset, root, cache, overrides)
     records = index_data(cfg, acc)
+    get_dataset(cfg.data.dataset).check_input(exported.input_spec, records)   # clip models on still images
     present = {r.split for r in records}
     if absent := [s for s in splits if s not in present]:
         raise UsageError(f"{dataset} has no {'/'.join(absent)} split here (splits: {', '.join(sorted(present))})")
@@ -75,6 +78,7 @@ def evaluate_checkpoints(checkpoints: list[str], dataset: str, split: str, out_d
     (``gallery/``, one folder per member of an ensemble).
     Returns the report dict (on every rank; files are written by the main process).
     """
+    check_members([(str(ck), sidecar_label_names(read_sidecar(ck))) for ck in checkpoints])
     acc = accelerator or Accelerator()
     splits = [split] + ([val_split] if val_split and val_split != split else [])
     members, preds = [], []

@@ -28,10 +28,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from evaluation.aggregate import aggregate
-from evaluation.ensemble import average_probs, load_weights
+from evaluation.ensemble import average_probs, check_members, load_weights
 from evaluation.metrics import apply_threshold
 from utils.core.checkpoint import ExportedModel, load_exported
 from utils.core.errors import UsageError
+from utils.core.registry import DATASETS, get_dataset
 from utils.data.cache import BuildOptions, VideoSkipped, process_video
 from utils.data.video import VideoReadError, video_info
 from utils.data.datasets import ClipDataset, FrameDataset
@@ -102,11 +103,12 @@ class FileResult:
     path: str
     p_fake: float | None = None
     label: str | None = None
-    threshold: float | None = None
+    threshold: float | None = None   # on P(fake); None: the most probable class (k > 2)
     n_frames: int = 0
     n_detected: int = 0
     members: dict[str, float] = field(default_factory=dict)
     probs: list[float] | None = None
+    classes: dict[str, float] | None = None   # one probability per class, named as the sidecar names them
     seconds: float = 0.0
     error: str | None = None
 
@@ -118,7 +120,10 @@ class FileResult:
         """One human-readable line."""
         if self.error:
             return f"{self.path}\tERROR\t{self.error}"
-        return (f"{self.path}\tP(fake)={self.p_fake:.4f}\t{self.label}\t(threshold {self.threshold:.3f}, "
+        per_class = "" if not self.classes or len(self.classes) <= 2 else \
+            "\t" + " ".join(f"P({name})={p:.4f}" for name, p in self.classes.items())
+        rule = "argmax" if self.threshold is None else f"threshold {self.threshold:.3f}"
+        return (f"{self.path}\tP(fake)={self.p_fake:.4f}\t{self.label}{per_class}\t({rule}, "
                 f"{self.n_frames} frames, face found on {self.n_detected})")
 
     def to_json(self) -> str:
@@ -130,6 +135,17 @@ def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     exported = load_exported(path, map_location=device)
     transform = build_transforms(exported.input_spec, train=False, clahe=exported.config.data.clahe)
     return Member(exported, transform)
+
+
+def training_detector(members: list[Member]):
+    """The face detector the members' training data used when every one says its images were face
+    crops (the whole image is the face); None otherwise (MTCNN finds the face)."""
+    found = []
+    for m in members:
+        data = m.exported.config.data
+        adapter = get_dataset(data.dataset) if data.dataset in DATASETS else None
+        found.append(adapter.face_detector(adapter.options(data), m.margin) if adapter else None)
+    return found[0] if found and all(d is not None for d in found) else None
 
 
 class Predictor:
@@ -160,14 +176,14 @@ class Predictor:
         self.weights, file_threshold = self._weights(weights, checkpoints)
         if threshold is None:
             threshold = self.members[0].exported.threshold if len(self.members) == 1 else file_threshold
-        self.threshold = 0.5 if threshold is None else float(threshold)
+        binary = self.members[0].model.num_classes == 2   # k > 2 without a threshold: the argmax
+        self.threshold = float(threshold) if threshold is not None else 0.5 if binary else None
         self.frames, self.batch_size, self.aggregation = frames, batch_size, aggregation
         self.min_face_share = min_face_share
-        self.face_detector = face_detector if face_detector is not None else MTCNNDetector(device=str(self.device))
+        check_members([(m.name, m.exported.label_names) for m in self.members])
+        self.face_detector = face_detector if face_detector is not None else \
+            training_detector(self.members) or MTCNNDetector(device=str(self.device))
         self.num_classes = {m.model.num_classes for m in self.members}
-        if len(self.num_classes) != 1:
-            raise UsageError(f"ensemble members disagree on the number of classes: {sorted(self.num_classes)}; "
-                             "a 2-class and a 3-class checkpoint cannot be combined")
         self.label_names = self.members[0].exported.label_names
 
     @staticmethod
@@ -251,6 +267,7 @@ class Predictor:
         """The verdict from each member's file probabilities."""
         avg = average_probs([p[None] for p in probs], self.weights)[0]
         res.probs = [float(v) for v in avg]
+        res.classes = dict(zip(self.label_names, res.probs))
         res.p_fake = float(1.0 - avg[0])
         res.threshold = self.threshold
         res.label = self.label_names[int(apply_threshold(avg[None], self.threshold)[0])].upper()

@@ -25,6 +25,8 @@ from utils.core.fileio import atomic_write_json, read_state_dict
 from utils.core.recipe import save_config
 from utils.core.registry import create_model
 from utils.data.cache_io import load_failures
+from utils.data.classes import model_classes
+from utils.data.normalization import real_train_stats
 from utils.engine.setup import make_accelerator, seed_everything
 from utils.engine.trainer import Trainer
 from utils.orchestration.curriculum import init_weights, run_dir
@@ -50,7 +52,8 @@ def build_stage_model(cfg: Config, stage: int, output_dir: str | Path, init: str
     """
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     m = cfg.model
-    kwargs = {"size": m.size, "num_classes": m.num_classes, "drop_rate": m.drop_rate, **m.kwargs}
+    kwargs = {"size": m.size, "num_classes": model_classes(cfg.data, m.num_classes), "drop_rate": m.drop_rate,
+              **m.kwargs}
     start = init_weights(cfg, m.name, stage, output_dir, init, recipe)
     pretrained = {"pretrained": m.pretrained, "pretrained_path": m.pretrained_path or None} if start is None else {}
     try:
@@ -82,17 +85,23 @@ def evaluate_stage(trainer: Trainer, cfg: Config, cache: Path, records: list, ou
     the predictions are kept (``predictions_<split>.npz``), and each of ``extra_splits`` gets its own
     report (JSON and Markdown) in ``out_dir/<split>/``.
 
-    Videos the cache could not use (no face, unreadable) are listed in the report, not dropped.
+    Videos the cache could not use (no face, unreadable) are listed in the report, not dropped. A
+    dataset without a test split (an image set laid out as train/ and val/) is reported on its
+    validation split, and the report says so.
     """
     acc, failures = trainer.acc, load_failures(cache)
-    preds = {split: predict_split(trainer.model, cache, split, cfg, acc, records, failures)
-             for split in ("val", "test", *extra_splits)}
-    reports = {split: build_report(preds[split], threshold=_stage_threshold(trainer), val_preds=preds["val"],
-                                   title=f"{cfg.model.name} {out_dir.parent.name}"
-                                         + (f" {split}" if split != "test" else ""),
-                                   n_boot=300, seed=cfg.trainer.seed, threshold_source="validation")
-               for split in ("test", *extra_splits)}
-    report = reports["test"]
+    split = "test" if any(r.split == "test" for r in records) else "val"
+    preds = {s: predict_split(trainer.model, cache, s, cfg, acc, records, failures)
+             for s in dict.fromkeys(("val", split, *extra_splits))}
+    title = f"{cfg.model.name} {out_dir.parent.name}"
+    reports = {s: build_report(preds[s], threshold=_stage_threshold(trainer), val_preds=preds["val"],
+                               title=title + (f" {s}" if s != "test" else ""), n_boot=300,
+                               seed=cfg.trainer.seed, threshold_source="validation")
+               for s in dict.fromkeys((split, *extra_splits))}
+    report = reports[split]
+    if split == "val":
+        report["warnings"].append("no test split: this report is on the validation split, which also chose "
+                                  "the best epoch and the threshold (optimistic)")
     if acc.is_main_process:
         write_report(report, out_dir)
         for split, p in preds.items():
@@ -155,10 +164,15 @@ def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | No
     if resume == "never" and acc.is_main_process:
         set_aside(rd)
     acc.wait_for_everyone()
-    cache, records = prepare_data(cfg, acc, records)
+    cache, records = prepare_data(cfg, acc, records, spec=model.input_spec)
+    norm = real_train_stats(cache, records, model.input_spec, cfg.data) \
+        if cfg.data.normalization == "real_train" else None
+    if norm:
+        model.set_normalization(norm["mean"], norm["std"])
     phases, val_set = stage_datasets(cfg, model.input_spec, cache, records)
     meta = {"model": cfg.model.name, "model_kwargs": model_kwargs, "stage": stage,
-            "init": str(start) if start else None}
+            "init": str(start) if start else None, "label_names": list(cfg.data.classes),
+            "normalization": norm}
     trainer = Trainer(model, cfg, rd, phases, val_set, export_meta=meta, accelerator=acc,
                       validation=validation_metrics)
     trainer.resume(resume)
