@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from utils.data.sample import audio
+from utils.data.sample.images import IMAGE_SETS
 from utils.data.sample.layouts import PLANNERS, SCALES, Job, Output
 from utils.data.sample.manipulations import METHODS
 from utils.data.sample.render import Footage, render
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 MARKER = ".sample_complete.json"   # written last: its presence means the tree is whole
 VERSION = 3                        # bump when the generator's output changes
-_OWN_ENTRIES = {"ffpp", "celebdf", "dfdc", "boxes.json", "manifest.json", MARKER}
+_OWN_ENTRIES = {"ffpp", "celebdf", "dfdc", "boxes.json", "manifest.json", MARKER, *IMAGE_SETS}  # + image samples
 
 
 def read_marker(out: str | Path) -> dict | None:
