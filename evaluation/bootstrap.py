@@ -4,15 +4,15 @@ Frames of one video are strongly correlated; resampling frames would pretend the
 independent samples than there are and give intervals that are far too narrow. Each replicate draws
 the videos with replacement (seeded) and keeps all the frames of every drawn video.
 
-Binary metrics are computed from per-row weights (how many times the row's video was drawn) over
-scores sorted once, so 1000 replicates of a few thousand frames take well under a second. k-class
-models resample explicitly and call :func:`compute_metrics` (slower, same result).
+Metrics are computed from per-row weights (how many times the row's video was drawn) over scores
+sorted once, so 1000 replicates of a few thousand frames take well under a second; a k-class model's
+macro one-vs-rest AUC and AP come from one such binary computation per class.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from evaluation.metrics import LOG_LOSS_EPS, compute_metrics
+from evaluation.metrics import LOG_LOSS_EPS, apply_threshold
 from utils.engine.predictions import as_probs
 
 BOOT_METRICS = ("auc", "ap", "eer", "acc", "balanced_acc", "log_loss")
@@ -55,6 +55,33 @@ class _WeightedBinary:
         return out
 
 
+class _WeightedMulticlass:
+    """k-class metrics (macro one-vs-rest AUC/AP, accuracy, balanced accuracy, log-loss) under row weights,
+    as :func:`evaluation.metrics.compute_metrics` defines them for k > 2."""
+
+    def __init__(self, probs: np.ndarray, labels: np.ndarray, threshold: float | None, eps: float = LOG_LOSS_EPS):
+        k = probs.shape[1]
+        self.per_class = [_WeightedBinary(probs[:, c], (labels == c).astype(np.int64), 0.5, eps) for c in range(k)]
+        pred = apply_threshold(probs, threshold)
+        self.truth = [(labels == c).astype(np.float64) for c in range(k)]
+        self.hits = [((labels == c) & (pred == c)).astype(np.float64) for c in range(k)]
+        self.correct = (pred == labels).astype(np.float64)
+        self.nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], eps, 1.0 - eps))
+
+    def __call__(self, w: np.ndarray) -> dict[str, float]:
+        tot = w.sum()
+        out = {"acc": float((w * self.correct).sum() / tot) if tot else NAN,
+               "log_loss": float((w * self.nll).sum() / tot) if tot else NAN, "eer": NAN}
+        scores = [b(w) for b in self.per_class]
+        aucs = [r["auc"] for r in scores if np.isfinite(r["auc"])]
+        out["auc"] = float(np.mean(aucs)) if aucs else NAN
+        out["ap"] = float(np.mean([r["ap"] for r in scores if np.isfinite(r["auc"])])) if aucs else NAN
+        n = [(w * t).sum() for t in self.truth]
+        recalls = [(w * h).sum() / m for h, m in zip(self.hits, n) if m > 0]
+        out["balanced_acc"] = float(np.mean(recalls)) if len(recalls) > 1 else NAN
+        return out
+
+
 def _interval(values: np.ndarray, level: float) -> dict[str, float]:
     v = values[np.isfinite(values)]
     if not len(v):
@@ -93,20 +120,10 @@ def bootstrap_ci(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
     rng = np.random.default_rng(seed)
     thr = 0.5 if threshold is None else float(threshold)
     values = {m: np.full(n_boot, NAN) for m in metrics}
-    if p.shape[1] == 2:
-        fast = _WeightedBinary(p[:, 1], y, thr)
-        for b in range(n_boot):
-            counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units).astype(np.float64)
-            res = fast(counts[inv])
-            for m in metrics:
-                values[m][b] = res.get(m, NAN)
-    else:
-        order = np.argsort(inv, kind="stable")
-        bounds = np.r_[0, np.cumsum(np.bincount(inv, minlength=n_units))]
-        for b in range(n_boot):
-            draw = rng.integers(0, n_units, n_units)
-            idx = np.concatenate([order[bounds[u]:bounds[u + 1]] for u in draw])
-            res = compute_metrics(p[idx], y[idx], threshold, warnings=[])
-            for m in metrics:
-                values[m][b] = res.get(m, NAN)
+    fast = _WeightedBinary(p[:, 1], y, thr) if p.shape[1] == 2 else _WeightedMulticlass(p, y, threshold)
+    for b in range(n_boot):
+        counts = np.bincount(rng.integers(0, n_units, n_units), minlength=n_units).astype(np.float64)
+        res = fast(counts[inv])
+        for m in metrics:
+            values[m][b] = res.get(m, NAN)
     return {m: _interval(values[m], level) for m in metrics}
