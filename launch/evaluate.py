@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         threshold_rule=args.threshold_rule, no_face=args.no_face, ensemble_weights=args.ensemble_weights,
         fit_ensemble=args.fit_ensemble, explain=args.explain, explain_method=args.explain_method)
     v, t = report["video"]["metrics"], report["threshold"]
+    at = "argmax" if t["video"] is None else f"{t['video']:.3f}"   # k > 2 without a threshold
     print(f"{report['title']}: video AUC {v.get('auc', float('nan')):.4f}, "
-          f"balanced acc {v.get('balanced_acc', float('nan')):.4f} @ {t['video']:.3f} ({t['source']}), "
+          f"balanced acc {v.get('balanced_acc', float('nan')):.4f} @ {at} ({t['source']}), "
           f"log-loss {v.get('log_loss', float('nan')):.4f}; {report['video']['n']} videos, "
           f"{report['no_face']['count']} without a face -> {out}")
     if report["collapsed"]:
