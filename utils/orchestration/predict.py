@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from evaluation.aggregate import aggregate
 from evaluation.ensemble import average_probs, check_members, load_weights
 from evaluation.metrics import apply_threshold
-from utils.core.checkpoint import ExportedModel, load_exported
+from utils.core.checkpoint import ExportedModel, load_exported, read_sidecar, sidecar_label_names
 from utils.core.errors import UsageError
 from utils.core.registry import DATASETS, get_dataset
 from utils.data.cache import BuildOptions, VideoSkipped, process_video
@@ -172,6 +172,7 @@ class Predictor:
         if not checkpoints:
             raise UsageError("give at least one --checkpoint")
         self.device = torch.device(device)
+        check_members([(str(c), sidecar_label_names(read_sidecar(c))) for c in checkpoints])   # before loading
         self.members = [load_member(c, self.device) for c in checkpoints]
         self.weights, file_threshold = self._weights(weights, checkpoints)
         if threshold is None:
@@ -180,7 +181,6 @@ class Predictor:
         self.threshold = float(threshold) if threshold is not None else 0.5 if binary else None
         self.frames, self.batch_size, self.aggregation = frames, batch_size, aggregation
         self.min_face_share = min_face_share
-        check_members([(m.name, m.exported.label_names) for m in self.members])
         self.face_detector = face_detector if face_detector is not None else \
             training_detector(self.members) or MTCNNDetector(device=str(self.device))
         self.num_classes = {m.model.num_classes for m in self.members}
