@@ -41,3 +41,13 @@ def stage_cache_root(tmp_path_factory) -> Path:
     """One face-crop cache root for every test that trains through the stage runner on the sample data
     (caches are keyed by root and build settings, so tests with the same settings share them)."""
     return tmp_path_factory.mktemp("stage-cache")
+
+
+@pytest.fixture(scope="session")
+def image_samples(tmp_path_factory) -> Path:
+    """The 3-class image folder and the multi-source image set (seed 0), written once per test session."""
+    from utils.data.sample import make_image_sample
+    out = tmp_path_factory.getbasetemp() / "image-samples"
+    for name in ("imagefolder", "manifest"):
+        make_image_sample(out, name)
+    return out

@@ -1,6 +1,7 @@
 """Run the project's commands in subprocesses the way users do."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -21,3 +22,17 @@ def run(cmd: list[str], check: bool = True, timeout: float = 600, env: dict | No
         raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
                              f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-6000:]}")
     return proc
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one thread in this process, as :func:`run` does in subprocesses (``OMP_NUM_THREADS=1``):
+    the same numbers on any machine, and a busy 2-core machine runs two OpenMP threads several times
+    slower than one."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
