@@ -30,8 +30,9 @@ RECIPE = REPO / "tests" / "configs" / "images_3class.yaml"
 
 def train(out: Path, sample: Path, loss: str, epochs: int, seed: int) -> dict:
     os.environ["DEEPFAKE_SAMPLE_DIR"] = str(sample)
-    cfg = resolve_stage(load_recipe(RECIPE), "cm", 1, [f"data.cache_root={out / 'cache'}", f"optim.loss={loss}",
-                                                       f"trainer.epochs={epochs}", f"trainer.seed={seed}"])
+    sets = [f"data.cache_root={out / 'cache'}", f"optim.loss={loss}", f"trainer.epochs={epochs}",
+            f"trainer.seed={seed}"]
+    cfg = resolve_stage(load_recipe(RECIPE), "cm", 1, sets)
     start = time.perf_counter()
     run_stage(cfg, 1, out / f"runs-{loss}-{seed}", resume="never")
     report = json.loads((out / f"runs-{loss}-{seed}" / "cm" / "stage1" / "eval" / "report.json").read_text())
@@ -57,8 +58,8 @@ def main() -> None:
         start = time.perf_counter()
         root = make_image_sample(sample, name)
         size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-        print(json.dumps({"sample": name, "seconds": round(time.perf_counter() - start, 1), "mb": round(size / 1e6, 2),
-                          "shortcut": shortcut_auc(root)}), flush=True)
+        print(json.dumps({"sample": name, "seconds": round(time.perf_counter() - start, 1),
+                          "mb": round(size / 1e6, 2), "shortcut": shortcut_auc(root)}), flush=True)
     if args.skip_training:
         return
     for seed in args.seeds:

@@ -59,9 +59,11 @@ class _WeightedMulticlass:
     """k-class metrics (macro one-vs-rest AUC/AP, accuracy, balanced accuracy, log-loss) under row weights,
     as :func:`evaluation.metrics.compute_metrics` defines them for k > 2."""
 
-    def __init__(self, probs: np.ndarray, labels: np.ndarray, threshold: float | None, eps: float = LOG_LOSS_EPS):
+    def __init__(self, probs: np.ndarray, labels: np.ndarray, threshold: float | None,
+                 eps: float = LOG_LOSS_EPS):
         k = probs.shape[1]
-        self.per_class = [_WeightedBinary(probs[:, c], (labels == c).astype(np.int64), 0.5, eps) for c in range(k)]
+        self.per_class = [_WeightedBinary(probs[:, c], (labels == c).astype(np.int64), 0.5, eps)
+                          for c in range(k)]
         pred = apply_threshold(probs, threshold)
         self.truth = [(labels == c).astype(np.float64) for c in range(k)]
         self.hits = [((labels == c) & (pred == c)).astype(np.float64) for c in range(k)]

@@ -64,7 +64,8 @@ def per_class(y: np.ndarray, pred: np.ndarray, k: int) -> dict[str, float]:
     out: dict[str, float] = {}
     f1s = []
     for c in range(k):
-        tp, n_true, n_pred = float(np.sum((y == c) & (pred == c))), float(np.sum(y == c)), float(np.sum(pred == c))
+        tp = float(np.sum((y == c) & (pred == c)))
+        n_true, n_pred = float(np.sum(y == c)), float(np.sum(pred == c))
         recall = tp / n_true if n_true else NAN
         precision = tp / n_pred if n_pred else (NAN if not n_true else 0.0)
         f1 = 2 * tp / (n_true + n_pred) if n_true + n_pred else NAN
@@ -128,7 +129,8 @@ def _binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float, warnings: li
     return out
 
 
-def _multiclass_metrics(p: np.ndarray, y: np.ndarray, threshold: float | None, warnings: list[str] | None) -> dict:
+def _multiclass_metrics(p: np.ndarray, y: np.ndarray, threshold: float | None,
+                        warnings: list[str] | None) -> dict:
     k = p.shape[1]
     pred = apply_threshold(p, threshold)
     present = np.unique(y)

@@ -128,12 +128,14 @@ def _class_lines(report: dict) -> list[str]:
         if not names:
             continue
         lines += ["", f"## Per class ({lv} level, macro-F1 {_fmt(d['metrics'].get('macro_f1'))})", "",
-                  "| class | n | predicted | recall | precision | F1 | AUC (one-vs-rest) |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['class']} | {r['n']} | {r['predicted']} | {_fmt(r['recall'])} | {_fmt(r['precision'])} | "
-                  f"{_fmt(r['f1'])} | {_fmt(r['auc'])} |" for r in d["per_class"]]
+                  "| class | n | predicted | recall | precision | F1 | AUC (one-vs-rest) |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['class']} | {r['n']} | {r['predicted']} | {_fmt(r['recall'])} | "
+                  f"{_fmt(r['precision'])} | {_fmt(r['f1'])} | {_fmt(r['auc'])} |" for r in d["per_class"]]
         lines += ["", f"Confusion matrix ({lv} level; rows: true class, columns: predicted)", "",
                   "| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        lines += [f"| {names[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(d["confusion"])]
+        lines += [f"| {names[i]} | " + " | ".join(str(v) for v in row) + " |"
+                  for i, row in enumerate(d["confusion"])]
     return lines
 
 

@@ -108,7 +108,7 @@ class DeepfakeModel(nn.Module):
         return (self.to_unit(x) - self._mean) / self._std
 
     def set_normalization(self, mean, std) -> None:
-        """Normalise with this per-channel mean/std ([0, 1] units) instead of the backbone's (kept in the spec)."""
+        """Normalise with this per-channel mean/std ([0, 1] units) instead of the backbone's (spec too)."""
         self.input_spec = replace(self.input_spec, mean=tuple(float(v) for v in mean),
                                   std=tuple(float(v) for v in std))
         self._mean.copy_(torch.tensor(self.input_spec.mean).view(3, 1, 1))

@@ -1,4 +1,4 @@
-"""Classes as configuration: ``data.classes`` names the labels, ``data.class_map`` says which sources go where.
+"""Classes as configuration: ``data.classes`` names the labels, ``data.class_map`` sends sources to them.
 
 Adapters label every record 0 (real) or 1 (fake) and name its ``method``: the FF++ method, the
 Celeb-DF folder, an image folder and source (``fake/inpainting``), a DeepfakeBench label. With the
@@ -30,7 +30,8 @@ def check_classes(data: DataConfig) -> list[str]:
     """The class names, checked: at least two, unique, and every ``class_map`` target among them."""
     classes = [str(c) for c in data.classes]
     if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise ConfigError(f"data.classes must name at least 2 distinct classes (0 = real first), got {classes}")
+        raise ConfigError(f"data.classes must name at least 2 distinct classes (0 = real first), "
+                          f"got {classes}")
     bad = {k: v for k, v in data.class_map.items() if v not in classes}
     if bad:
         raise ConfigError(f"data.class_map sends {bad} to classes that are not in data.classes {classes}")
@@ -66,7 +67,7 @@ def class_of(record: VideoRecord, classes: list[str], class_map: dict) -> int:
     if (k == 0) != (record.label == 0):
         kind = "real" if record.label == 0 else "fake"
         raise ConfigError(f"'{record.method}' ({kind}) would become class '{classes[k]}': class 0 "
-                          f"('{classes[0]}') is the real class, so reals must stay in it and fakes out of it; "
+                          f"('{classes[0]}') is the real class: reals must stay in it and fakes out of it; "
                           "fix data.classes / data.class_map")
     return k
 
@@ -82,7 +83,8 @@ def apply_classes(records: list[VideoRecord], data: DataConfig) -> list[VideoRec
         if r.method not in by_method:
             by_method[r.method] = class_of(r, classes, data.class_map)
         out.append(dataclasses.replace(r, label=by_method[r.method]) if by_method[r.method] != r.label else r)
-    unnamed = sorted(m for m in by_method if not any(n in data.class_map or n in classes for n in _candidates(m)))
+    named = {m for m in by_method if any(n in data.class_map or n in classes for n in _candidates(m))}
+    unnamed = sorted(set(by_method) - named)
     if unnamed and len(classes) > 2:
         logger.warning("no data.class_map entry names %s: their videos keep class 0 or 1 ('%s' / '%s')",
                        ", ".join(unnamed), classes[0], classes[1])

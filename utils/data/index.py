@@ -80,7 +80,8 @@ def cap_per_split(records: list[VideoRecord], limit: int, seed: int) -> list[Vid
 def summarize(records: list[VideoRecord], names: list[str] | tuple[str, ...] = ("real", "fake")) -> str:
     """``train 720 real / 2880 fake, val …`` for logs (one count per class)."""
     counts = Counter((r.split, r.label) for r in records)
-    return ", ".join(f"{s} " + " / ".join(f"{counts[(s, k)]} {n}" for k, n in enumerate(names)) for s in SPLITS)
+    per_split = (" / ".join(f"{counts[(s, k)]} {n}" for k, n in enumerate(names)) for s in SPLITS)
+    return ", ".join(f"{s} {text}" for s, text in zip(SPLITS, per_split))
 
 
 def build_index(data: DataConfig, root: str | os.PathLike | None = None, seed: int = 0) -> list[VideoRecord]:

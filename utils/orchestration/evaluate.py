@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from accelerate import Accelerator
 
-from evaluation.ensemble import (align_videos, average_probs, check_members, combine, fit_weights, load_weights,
-                                 save_weights)
+from evaluation.ensemble import (align_videos, average_probs, check_members, combine, fit_weights,
+                                 load_weights, save_weights)
 from evaluation.metrics import choose_threshold
 from evaluation.report import write_report
 from evaluation.scoring import build_report

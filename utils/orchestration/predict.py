@@ -172,7 +172,7 @@ class Predictor:
         if not checkpoints:
             raise UsageError("give at least one --checkpoint")
         self.device = torch.device(device)
-        check_members([(str(c), sidecar_label_names(read_sidecar(c))) for c in checkpoints])   # before loading
+        check_members([(str(c), sidecar_label_names(read_sidecar(c))) for c in checkpoints])   # first
         self.members = [load_member(c, self.device) for c in checkpoints]
         self.weights, file_threshold = self._weights(weights, checkpoints)
         if threshold is None:

@@ -42,7 +42,7 @@ class DatasetAdapter:
     Options: ClassVar[type] = NoOptions        # the adapter's own ``data`` options
     fixed_splits: ClassVar[tuple[str, ...]] = ()   # splits an official protocol fixes (overlap reported)
     reuse_original_boxes: ClassVar[bool] = False   # fakes are pixel-aligned with their original
-    still_images: ClassVar[bool] = False       # records are single images (or frames sampled apart), not videos
+    still_images: ClassVar[bool] = False       # records are still images (or frames sampled apart)
     resized_frames: ClassVar[bool] = False     # frames come already cropped and resized (pre-processed sets)
 
     def options(self, data: DataConfig):

@@ -124,7 +124,8 @@ def group_stem(name: str, suffix: str = DEFAULT_GROUP_SUFFIX) -> str:
     try:
         grouped = re.sub(suffix, "", stem, flags=re.IGNORECASE) if suffix else stem
     except re.error as e:
-        raise DatasetLayoutError(f"data.group_suffix {suffix!r} is not a valid regular expression ({e})") from None
+        raise DatasetLayoutError(f"data.group_suffix {suffix!r} is not a valid regular expression ({e})") \
+            from None
     return grouped or stem
 
 
@@ -159,8 +160,8 @@ def carve_splits(items: Sequence[tuple[str, int]], val: float, test: float, seed
     out = {}
     for group in order:
         counts = per_group[group]
-        out[group] = next((s for s in ("test", "val") if all(need[s][lab] >= n / 2 for lab, n in counts.items())),
-                          "train")
+        fits = [s for s in ("test", "val") if all(need[s][lab] >= n / 2 for lab, n in counts.items())]
+        out[group] = fits[0] if fits else "train"
         for lab, n in counts.items():
             if out[group] != "train":
                 need[out[group]][lab] -= n

@@ -66,7 +66,8 @@ def index_file(root: Path, options: DeepfakeBenchOptions) -> Path:
         return path
     found = sorted((root / "dataset_json").glob("*.json")) or sorted(root.glob("*.json"))
     if len(found) != 1:
-        what = "no JSON index" if not found else f"{len(found)} JSON indexes ({', '.join(p.name for p in found)})"
+        names = ", ".join(p.name for p in found)
+        what = f"{len(found)} JSON indexes ({names})" if found else "no JSON index"
         raise layout_error(f"{what} in {root}/dataset_json or {root}: name one with data.index", LAYOUT)
     return found[0]
 
@@ -99,7 +100,8 @@ def read_index(path: Path, compression: str) -> list[tuple[str, str, str, list[s
             for video, entry in _videos(split_entry or {}, compression, where).items():
                 if not isinstance(entry, dict) or not isinstance(entry.get("frames"), list):
                     raise DatasetLayoutError(f"{where}/{video}: expected {{'label': ..., 'frames': [...]}}")
-                out.append((str(entry.get("label") or label), split, str(video), [str(f) for f in entry["frames"]]))
+                frames = [str(f) for f in entry["frames"]]
+                out.append((str(entry.get("label") or label), split, str(video), frames))
     if not out:
         raise layout_error(f"{path}: the index lists no videos", LAYOUT)
     return out

@@ -131,7 +131,8 @@ class ImageFolder(DatasetAdapter):
                 method=method_name(cls, source), group=group or group_stem(path.name, options.group_suffix),
                 split=split or "train"))
         if unlisted:
-            logger.warning("imagefolder: %d image(s) not in %s take their file-stem group", unlisted, groups_file)
+            logger.warning("imagefolder: %d image(s) not in %s take their file-stem group", unlisted,
+                           groups_file)
         if not split_dirs:
             split_of = carve_splits([(r.group, r.label) for r in records], options.val_fraction,
                                     options.test_fraction, seed)

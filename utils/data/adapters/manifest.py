@@ -72,13 +72,15 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
             except json.JSONDecodeError as e:
                 raise DatasetLayoutError(f"{path}:{line}: not valid JSON ({e.msg})") from None
             if not isinstance(row, dict):
-                raise DatasetLayoutError(f"{path}:{line}: expected an object with {COLUMNS[:2]}, got {text[:60]}")
+                raise DatasetLayoutError(f"{path}:{line}: expected an object with {COLUMNS[:2]}, "
+                                         f"got {text[:60]}")
             rows.append((line, row))
     else:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             rows = [(reader.line_num, row) for row in reader]
-    return [(line, {k: "" if row.get(k) is None else str(row[k]).strip() for k in COLUMNS}) for line, row in rows]
+    return [(line, {k: "" if row.get(k) is None else str(row[k]).strip() for k in COLUMNS})
+            for line, row in rows]
 
 
 def _resolve(base: Path, text: str) -> Path:
@@ -104,10 +106,11 @@ def _videos(path: Path, rows: list[tuple[int, dict]]) -> dict[str, list[tuple[in
         key = f"video:{row['video']}" if row["video"] else f"file:{row['path']}"
         first = by_key.setdefault(key, [])
         if first and not row["video"]:
-            raise DatasetLayoutError(f"{path}:{line}: {row['path']} is listed twice (first on line {first[0][0]})")
+            raise DatasetLayoutError(f"{path}:{line}: {row['path']} is listed twice "
+                                     f"(first on line {first[0][0]})")
         if first and any(first[0][1][k] != row[k] for k in ("label", "source", "group", "split")):
-            raise DatasetLayoutError(f"{path}:{line}: video '{row['video']}' has rows that disagree on label, "
-                                     f"source, group or split (first on line {first[0][0]})")
+            raise DatasetLayoutError(f"{path}:{line}: video '{row['video']}' has rows that disagree on "
+                                     f"label, source, group or split (first on line {first[0][0]})")
         first.append((line, row))
     return by_key
 
@@ -132,8 +135,8 @@ class Manifest(DatasetAdapter):
         with_split = {bool(row["split"]) for _, row in rows}
         if len(with_split) > 1:
             line = next(line for line, row in rows if not row["split"])
-            raise DatasetLayoutError(f"{path}:{line}: no split, but other rows have one: give a split on every "
-                                     "row or on none (then splits are carved by group)")
+            raise DatasetLayoutError(f"{path}:{line}: no split, but other rows have one: give a split on "
+                                     "every row or on none (then splits are carved by group)")
         records = [self._record(path.parent, members, options) for members in _videos(path, rows).values()]
         if with_split == {False}:
             split_of = carve_splits([(r.group, r.label) for r in records], options.val_fraction,
@@ -147,6 +150,7 @@ class Manifest(DatasetAdapter):
         path = str(files[0]) if not row["video"] else frame_list_path(files)
         video_id = row["video"] or PureWindowsPath(row["path"]).as_posix()
         group = row["group"] or row["video"] or group_stem(os.path.basename(video_id), options.group_suffix)
-        return VideoRecord(video_id=video_id, path=path, label=binary_label(row["label"], options.real_labels),
-                           dataset=self.name, method=method_name(row["label"], row["source"]), group=group,
-                           split=row["split"] or "train")
+        label = binary_label(row["label"], options.real_labels)
+        return VideoRecord(video_id=video_id, path=path, label=label,
+                           dataset=self.name, method=method_name(row["label"], row["source"]),
+                           group=group, split=row["split"] or "train")

@@ -21,8 +21,8 @@ from utils.data.sample.images import IMAGE_SETS
 from utils.data.sample.imagesets import make_image_sample
 from utils.data.sample.layouts import SCALES
 
-__all__ = ["IMAGE_SETS", "MARKER", "SCALES", "is_complete", "make_image_sample", "make_sample", "make_sample_data",
-           "read_marker"]
+__all__ = ["IMAGE_SETS", "MARKER", "SCALES", "is_complete", "make_image_sample", "make_sample",
+           "make_sample_data", "read_marker"]
 
 
 def make_sample(out, dataset: str, seed: int = 0):

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 MARKER = ".sample_complete.json"   # written last: its presence means the tree is whole
 VERSION = 3                        # bump when the generator's output changes
-_OWN_ENTRIES = {"ffpp", "celebdf", "dfdc", "boxes.json", "manifest.json", MARKER, *IMAGE_SETS}  # + image samples
+_OWN_ENTRIES = {"ffpp", "celebdf", "dfdc", "boxes.json", "manifest.json", MARKER, *IMAGE_SETS}  # + images
 
 
 def read_marker(out: str | Path) -> dict | None:

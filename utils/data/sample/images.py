@@ -85,7 +85,7 @@ class Writer:
         return len(data)
 
 
-def _people(rng: np.random.Generator, prefix: str, count: int, photos: int) -> list[tuple[str, list[Footage]]]:
+def _people(rng: np.random.Generator, prefix: str, count: int, photos: int) -> list[tuple[str, list]]:
     """``count`` people, each with ``photos`` separate renders (framing, light, background, noise)."""
     out = []
     for k in range(count):
@@ -128,7 +128,8 @@ def _generated(w: Writer, rng: np.random.Generator, folder: str, prefix: str, co
     decoder = Decoder(rng)
     for name, layouts in _people(rng, prefix, count, photos):
         for j, layout in enumerate(layouts):
-            data = synthesize_to_size(decoder, layout.frames[0], targets.pop(), QUALITY, int(rng.integers(2**31)))
+            seed = int(rng.integers(2**31))
+            data = synthesize_to_size(decoder, layout.frames[0], targets.pop(), QUALITY, seed)
             w.write(f"{folder}/{name}_frame{j}.jpg", data, label, source, name)
 
 
@@ -155,7 +156,8 @@ def _mouth_region(photo: Footage) -> np.ndarray:
                      0.15 * width)
 
 
-def _derived(w: Writer, rng: np.random.Generator, people: list, donors: list[Footage], targets: list[int]) -> None:
+def _derived(w: Writer, rng: np.random.Generator, people: list, donors: list[Footage],
+             targets: list[int]) -> None:
     """Per person, an inpainted and a face-swapped version of one wiki photo, under its file name."""
     decoder = Decoder(rng)
     painted, swapped = [], []

@@ -5,7 +5,8 @@ root), in a temporary sibling folder renamed into place with a completion marker
 run never leaves a set that looks whole. ``make demo`` never asks, so it never pays for them.
 
 * ``imagefolder``: the 3-class image folder (:func:`utils.data.sample.images.write_three_class`);
-* ``manifest``: the multi-source image set and its ``manifest.csv`` (:func:`~utils.data.sample.images.write_multi_source`);
+* ``manifest``: the multi-source image set and its ``manifest.csv``
+  (:func:`~utils.data.sample.images.write_multi_source`);
 * ``deepfakebench``: a DeepfakeBench-style JSON index over face frames cut from the sample FF++
   videos (:func:`write_deepfakebench`; generates the video samples first when they are missing).
 """
@@ -37,7 +38,7 @@ DFB_PREFIX = ("..", "datasets", "rgb")          # leading parts of the published
 
 
 def _crop(frame: np.ndarray, box, size: int = DFB_SIZE, scale: float = DFB_SCALE) -> np.ndarray:
-    """A square face crop around ``box`` (``scale`` x its longer side), zero-padded at the frame edges, resized."""
+    """A square face crop around ``box`` (``scale`` x its longer side), zero-padded at the edges, resized."""
     x1, y1, x2, y2 = (float(v) for v in box)
     half = max(x2 - x1, y2 - y1) * scale / 2
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -68,7 +69,8 @@ def write_deepfakebench(root: Path, seed: int, sample: Path) -> dict:
     index: dict = {label: {} for label in DFB_LABELS.values()}
     count = 0
     for rel, method, split, name in _video_entries(sample):
-        part = ("original_sequences", "youtube") if method == "original" else ("manipulated_sequences", method)
+        part = ("original_sequences", "youtube") if method == "original" else \
+            ("manipulated_sequences", method)
         folder = Path(DFB_DATASET, *part, "c23", "frames", name)
         n = len(boxes[rel])
         wanted = np.unique(np.linspace(0, n - 1, DFB_FRAMES).round().astype(int))
@@ -77,8 +79,9 @@ def write_deepfakebench(root: Path, seed: int, sample: Path) -> dict:
         for i, image in zip(frames.indices.tolist(), frames.images):
             (root / folder).mkdir(parents=True, exist_ok=True)
             crop = _crop(image, boxes[rel][i])
-            cv2.imwrite(str(root / folder / f"{i:03d}.png"), crop[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
-            paths.append("\\".join(DFB_PREFIX + folder.parts + (f"{i:03d}.png",)))   # Windows paths, as published
+            name = f"{i:03d}.png"
+            cv2.imwrite(str(root / folder / name), crop[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
+            paths.append("\\".join(DFB_PREFIX + folder.parts + (name,)))   # Windows paths, as published
         label = DFB_LABELS[method]
         index[label].setdefault(split, {"c23": {}})["c23"][name] = {"label": label, "frames": paths}
         count += len(paths)
@@ -116,7 +119,8 @@ def make_image_sample(out: str | Path, dataset: str, seed: int = 0) -> Path:
     try:
         info = writer(tmp)
         files = [f for f in tmp.rglob("*") if f.is_file()]
-        marker = {"version": VERSION, "seed": seed, "files": len(files), "bytes": sum(f.stat().st_size for f in files),
+        marker = {"version": VERSION, "seed": seed, "files": len(files),
+                  "bytes": sum(f.stat().st_size for f in files),
                   "seconds": round(time.perf_counter() - started, 1), "written": len(info)}
         (tmp / MARKER).write_text(json.dumps(marker, indent=1))
         if not is_complete(root, seed):          # another process may have finished it first

@@ -32,7 +32,8 @@ _SMOOTH = np.array([[0.05, 0.1, 0.05], [0.1, 0.4, 0.1], [0.05, 0.1, 0.05]], np.f
 
 def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
     """RGB uint8 image -> JPEG file bytes (OpenCV/libjpeg, 4:2:0, the same encoder for every class)."""
-    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - encoding an RGB array does not fail
         raise RuntimeError("JPEG encoding failed")
     return data.tobytes()
