@@ -6,6 +6,9 @@
 
 Prints one line per file: ``path  P(fake)=0.9731  FAKE  (threshold ..., frames ...)`` or
 ``path  ERROR  reason`` (unreadable file, no face found); with ``--json`` one JSON object per file.
+A checkpoint with more than two classes adds one probability per class, named as its sidecar names
+them (``P(real)=… P(fake)=… P(generated)=…``), and the label is a class name. A checkpoint trained on
+face crops (``data.face_crops``, DeepfakeBench frames) scores the whole image: no face detection.
 The run carries on after a failed file and exits with status 1 if any file failed.
 """
 from __future__ import annotations
