@@ -298,11 +298,17 @@ def test_multisource_recipe_trains_and_evaluates_from_the_command_line(image_sam
             "data.batch_size=8", "logging.tensorboard=false", "logging.progress_bar=false",
             f"data.cache_root={tmp_path / 'cache'}"]
     ck = tmp_path / "runs" / "cm" / "stage1" / "best.safetensors"
-    with one_thread():
-        assert cli.run(lambda: train(["--config", str(recipe), "--model", "cm", "--stage", "1", "--output-dir",
-                                      str(tmp_path / "runs"), "--set", *fast])) == 0
-        rc = cli.run(lambda: evaluate(["--checkpoint", str(ck), "--dataset", "manifest", "--split", "test",
-                                       "--n-boot", "0", "--out", str(tmp_path / "eval"), "--set", "data.num_workers=0"]))
+    root_logger = logging.getLogger()
+    handlers, level = root_logger.handlers[:], root_logger.level   # the commands set up their own logging
+    try:
+        with one_thread():
+            assert cli.run(lambda: train(["--config", str(recipe), "--model", "cm", "--stage", "1", "--output-dir",
+                                          str(tmp_path / "runs"), "--set", *fast])) == 0
+            rc = cli.run(lambda: evaluate(["--checkpoint", str(ck), "--dataset", "manifest", "--split", "test",
+                                           "--n-boot", "0", "--out", str(tmp_path / "eval"), "--set",
+                                           "data.num_workers=0"]))
+    finally:
+        root_logger.handlers[:], root_logger.level = handlers, level
     assert rc in (0, 3)                                                  # 3: a 2-step model may look collapsed
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert set(report["breakdown"]["method"]) == {"real/wiki", "fake/inpainting", "fake/faceswap", "fake/text2img"}

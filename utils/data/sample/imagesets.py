@@ -79,9 +79,9 @@ def write_deepfakebench(root: Path, seed: int, sample: Path) -> dict:
         for i, image in zip(frames.indices.tolist(), frames.images):
             (root / folder).mkdir(parents=True, exist_ok=True)
             crop = _crop(image, boxes[rel][i])
-            name = f"{i:03d}.png"
-            cv2.imwrite(str(root / folder / name), crop[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
-            paths.append("\\".join(DFB_PREFIX + folder.parts + (name,)))   # Windows paths, as published
+            frame = f"{i:03d}.png"
+            cv2.imwrite(str(root / folder / frame), crop[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 6])
+            paths.append("\\".join(DFB_PREFIX + folder.parts + (frame,)))   # Windows paths, as published
         label = DFB_LABELS[method]
         index[label].setdefault(split, {"c23": {}})["c23"][name] = {"label": label, "frames": paths}
         count += len(paths)
