@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers.shortcuts import shortcut_auc  # noqa: E402
-from utils.core.config import load_recipe  # noqa: E402
+from utils.core.recipe import load_recipe  # noqa: E402
 from utils.data.sample import make_image_sample  # noqa: E402
 from utils.orchestration.curriculum import resolve_stage  # noqa: E402
 from utils.orchestration.stage import run_stage  # noqa: E402

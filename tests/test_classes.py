@@ -19,7 +19,8 @@ from evaluation.scoring import build_report
 from tests.helpers.launch import REPO, one_thread
 from tests.test_adapters import make_ffpp
 from utils.core.checkpoint import export_weights, load_exported
-from utils.core.config import config_from_dict, load_recipe
+from utils.core.config import config_from_dict
+from utils.core.recipe import load_recipe
 from utils.core.errors import ConfigError, UsageError
 from utils.core.registry import create_model
 from utils.data.cache import BuildOptions, build_cache, cache_location
