@@ -20,8 +20,8 @@ from tests.helpers.launch import REPO, one_thread
 from tests.test_adapters import make_ffpp
 from utils.core.checkpoint import export_weights, load_exported
 from utils.core.config import config_from_dict
-from utils.core.recipe import load_recipe
 from utils.core.errors import ConfigError, UsageError
+from utils.core.recipe import load_recipe
 from utils.core.registry import create_model
 from utils.data.cache import BuildOptions, build_cache, cache_location
 from utils.data.classes import model_classes
@@ -30,6 +30,7 @@ from utils.data.index import build_index
 from utils.engine.predictions import FramePredictions
 from utils.orchestration import cli
 from utils.orchestration.curriculum import resolve_stage
+from utils.orchestration.cv import plan_cv
 from utils.orchestration.evaluate import evaluate_checkpoints
 from utils.orchestration.predict import Predictor
 from utils.orchestration.stage import run_stage
@@ -239,3 +240,9 @@ def test_ffpp_sample_as_three_classes_reports_per_class_rows(sample_data, tmp_pa
     assert [r["n"] for r in report["video"]["per_class"]] == [6, 12, 12]        # the test split: 3 pairs
     md = (tmp_path / "runs" / "cm" / "stage1" / "eval" / "report.md").read_text()
     assert "| identity_swap |" in md and "| reenactment |" in md and "Confusion matrix (video level" in md
+
+
+def test_cross_validation_refuses_more_than_two_classes_before_indexing(tmp_path):
+    with pytest.raises(UsageError, match="2 classes.*3 \\(real, fake, generated\\)"):
+        plan_cv(load_recipe(IMAGES), "cm", output_dir=tmp_path / "cv")
+    assert not (tmp_path / "cv").exists()

@@ -36,6 +36,7 @@ from utils.core.errors import InputError, UsageError
 from utils.core.fileio import atomic_write_json
 from utils.core.recipe import resolve
 from utils.core.registry import get_dataset
+from utils.data.classes import model_classes
 from utils.data.folds import (FIXED_TEST, FoldAssignment, fold_records, inner_validation_groups, load_or_create,
                               recipe_val_fraction, split_pool)
 from utils.data.index import data_root
@@ -118,6 +119,10 @@ def plan_cv(recipe_raw: dict, model: str, *, k: int = 5, stage: int | None = Non
         raise UsageError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
     if held_out and cfg.data.train_sources:
         raise UsageError("give either --hold-out-source or data.train_sources, not both")
+    if (n := model_classes(cfg.data, cfg.model.num_classes)) > 2:
+        raise UsageError(f"cross-validation pools real-vs-fake scores over folds and takes 2 classes; data.classes "
+                         f"has {n} ({', '.join(cfg.data.classes)}): train and evaluate k classes with "
+                         "launch/train.py and launch/evaluate.py")
     acc = acc or make_accelerator(cfg, Path(output_dir))
     records = index_data(cfg, acc)
     pool, fixed = split_pool(records, get_dataset(cfg.data.dataset).fixed_splits)
