@@ -192,11 +192,11 @@ def test_deepfakebench_backslash_paths_pairs_and_a_missing_frame(tmp_path):
 
 @pytest.mark.parametrize("dataset,marker", [("imagefolder", "<class>/"), ("manifest", "path,label"),
                                             ("deepfakebench", "dataset_json")])
-def test_broken_layout_shows_the_layout_and_exits_1(tmp_path, capsys, dataset, marker):
+def test_broken_layout_shows_the_layout_and_exits_2(tmp_path, capsys, dataset, marker):
     (tmp_path / "empty").mkdir()
     rc = cli.run(lambda: build_index(DataConfig(dataset=dataset), tmp_path / "empty"))
     err = capsys.readouterr().err
-    assert rc == 1 and "Expected layout" in err and marker in err
+    assert rc == 2 and "Expected layout" in err and marker in err
 
 
 # ---------------------------------------------------------------------------------------------- cache

@@ -107,7 +107,7 @@ CASES = [
     ("init-random", "train", train("--init", "{random}"), 1, r"random\.safetensors.*not a readable"),
     ("resume-other", "train", train("--resume", "{bg_state}"), 2, r"belongs to model 'bg', not 'cm'"),
     ("dfdc-metadata", "train", train("--set", "data.dataset=dfdc", "data.root={dfdc}", "data.train_chunks=[0]"),
-     1, r"metadata\.json:2: a\.mp4: expected \"label\""),
+     2, r"metadata\.json:2: a\.mp4: expected \"label\""),
     ("predict-missing", "predict", ["{video}", "--checkpoint", "{missing}"], 1, r"checkpoint not found.*nosuch"),
     ("predict-zero", "predict", ["{video}", "--checkpoint", "{zero}"], 1, r"zero\.safetensors is empty"),
     ("predict-truncated", "predict", ["{video}", "--checkpoint", "{truncated}"], 1, r"truncated\.safetensors"),

@@ -22,8 +22,13 @@ REAL_NAMES = ("real",)   # label / folder names that mean "real" (case-insensiti
 
 
 class DatasetLayoutError(InputError):
-    """A dataset root, folder or index file is missing or not laid out as the adapter expects (an
-    unusable input: exit status 1; the message shows the expected tree)."""
+    """A dataset root, folder or index file is missing or not laid out as the adapter expects.
+
+    Exit status 2, like a usage error: the root or the options point at the wrong place, and nothing
+    was run (the message shows the expected tree).
+    """
+
+    exit_code = 2
 
 
 def layout_error(problem: str, layout: str) -> DatasetLayoutError:
