@@ -3,7 +3,8 @@
 Every output the toolkit writes goes through :func:`atomic_write`: the data lands in a temporary file
 beside the target and is renamed over it, so a reader (or a resumed run) never sees half a file, and
 a failed write leaves the previous version in place and no temporary behind. Weight files are read by
-:func:`read_state_dict` only, which never unpickles code.
+:func:`read_weights_file` only (:func:`read_state_dict` for this toolkit's loaders, the checkpoint
+importer for other codebases' files), which never unpickles code.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import os
 import pickle
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -94,6 +96,37 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str = "*") -> int:
     return len(stale)
 
 
+def read_weights_file(path: str | os.PathLike, mmap: bool = False) -> tuple[object, str]:
+    """What a weights file holds, as stored, and its format.
+
+    The format is ``safetensors``, ``torch zip`` (``torch.save`` since 1.6) or ``torch legacy``.
+
+    ``.safetensors`` through safetensors; anything else through ``torch.load(weights_only=True)``:
+    tensors and plain containers only, never pickled code. ``mmap`` pages a zip-format file in lazily
+    (a multi-GB checkpoint is not copied into memory).
+
+    Raises:
+        CheckpointError: no such file, empty, corrupt, or code inside a pickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): a copy or download was cut short")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path), "safetensors"
+    zipped = zipfile.is_zipfile(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipped)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path} is not a plain weights file (refused to unpickle code): "
+                              f"{str(e).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable weights file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else 'truncated'})") from None
+    return obj, "torch zip" if zipped else "torch legacy"
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` or ``.pth``/``.bin`` file, never running pickled code.
 
@@ -102,21 +135,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises:
         CheckpointError: no such file, not a weights file, corrupt, or code inside a pickle.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes): a copy or download was cut short")
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} is not a plain weights file (refused to unpickle code): "
-                              f"{str(e).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable weights file ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else 'truncated'})") from None
+    obj, _ = read_weights_file(path)
     for key in CONTAINER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
