@@ -73,7 +73,7 @@ class Explainer(Predictor):
         start, res, exp = time.perf_counter(), FileResult(str(path)), None
         member = self.members[0]
         try:
-            rows = self._decode(Path(path), scratch, res)
+            rows = self.decode(Path(path), scratch, res)
             ds = self.member_dataset(member, rows, scratch)
             picks = [len(ds) // 2] if member.spec.clip_len > 1 else spread(len(ds), self.samples)
             exp = explain_batch(member.model, default_collate([ds[i] for i in picks]), method=self.method,

@@ -40,6 +40,7 @@ from utils.data.faces import MTCNNDetector
 from utils.data.records import VideoRecord
 from utils.data.transforms import build_transforms
 from utils.engine.inference import predict_loader
+from utils.engine.predictions import FramePredictions
 
 logger = logging.getLogger(__name__)
 
@@ -229,13 +230,16 @@ class Predictor:
             raise ValueError(f"{member.name}: nothing to score (needs clips of {spec.clip_len} frames)")
         return ds
 
-    def _score_member(self, member: Member, rows: list[dict], cache_dir: Path) -> np.ndarray:
-        ds = self.member_dataset(member, rows, cache_dir)
-        loader = DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=0)
-        frames = predict_loader(member.model, loader, device=self.device)
-        return aggregate(frames, self.aggregation).probs[0]
+    def frame_predictions(self, member: Member, rows: list[dict], cache_dir: Path) -> FramePredictions:
+        """``member``'s predictions on every frame (or clip) of one decoded file (rows of :meth:`decode`)."""
+        loader = DataLoader(self.member_dataset(member, rows, cache_dir), batch_size=self.batch_size,
+                            shuffle=False, num_workers=0)
+        return predict_loader(member.model, loader, device=self.device)
 
-    def _decode(self, path: Path, scratch: Path, res: FileResult) -> list[dict]:
+    def _score_member(self, member: Member, rows: list[dict], cache_dir: Path) -> np.ndarray:
+        return aggregate(self.frame_predictions(member, rows, cache_dir), self.aggregation).probs[0]
+
+    def decode(self, path: Path, scratch: Path, res: FileResult) -> list[dict]:
         """Decode, detect and store one file; refuse what cannot be scored honestly (the reason is the
         :class:`VideoSkipped` message): unreadable files, and files where the face is found on too few
         of the sampled frames (a false detection on one frame must not become a verdict)."""
@@ -278,7 +282,7 @@ class Predictor:
         start = time.perf_counter()
         res = FileResult(str(path))
         try:
-            rows = self._decode(Path(path), scratch, res)
+            rows = self.decode(Path(path), scratch, res)
             probs = [self._score_member(m, rows, scratch) for m in self.members]
         except VideoSkipped as e:
             res.error = str(e).replace("corrupt:", "unreadable:", 1)
