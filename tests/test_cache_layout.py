@@ -61,7 +61,9 @@ def carphone2x(tmp_path_factory):
     path = write_video(root / "carphone2x.mp4", np.stack([cv2.resize(f, (352, 288), interpolation=cv2.INTER_CUBIC)
                                                           for f in src]), fps=25)
     records = [VideoRecord("car", str(path), 0, "test", "original", "car", "train")]
-    build_cache(records, root / "cache", BuildOptions(frames_per_video=6, clips_per_video=2, clip_frames=8))
+    size = max(s.image_size for s in registered_specs())   # stored for the largest input any model takes
+    build_cache(records, root / "cache", BuildOptions(frames_per_video=6, clips_per_video=2, clip_frames=8,
+                                                      size=size))
     return root / "cache", records, path
 
 

@@ -64,7 +64,8 @@ def test_explain_writes_finite_non_constant_maps_for_every_model(name, checkpoin
     assert [f"map_{k}" for k in layers] == [k for k in z.files if k.startswith("map_")]
     for k in layers:
         maps = z[f"map_{k}"]
-        assert maps.shape[1:] == (model.input_spec.clip_len, 64, 64) and np.isfinite(maps).all()
+        size = model.input_spec.image_size   # 64 px for most tiny builds; the upstream baselines keep theirs
+        assert maps.shape[1:] == (model.input_spec.clip_len, size, size) and np.isfinite(maps).all()
         assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
     first = z[f"map_{layers[0]}"]           # the backbone (specialists) / ConvNeXt (GenConViT)
     assert first.std() > 0.05, f"{name}: constant heat map"
