@@ -7,6 +7,7 @@ from its adapter.
 """
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import sys
@@ -45,6 +46,18 @@ def check_stage(cfg: Config) -> None:
         raise ConfigError("trainer.mixed_precision=fp16 needs a CUDA device; on CPU use bf16 or no")
 
 
+def check_init_spec(model, meta: dict, start: Path, size: str) -> None:
+    """Refuse starting weights exported for another input than the model built here takes (same weights,
+    another size: e.g. an imported 224-px checkpoint into a model built at ``model.size=tiny``)."""
+    theirs, ours = meta.get("input_spec") or {}, json.loads(json.dumps(model.input_spec.to_dict()))
+    if any(theirs[k] != v for k, v in ours.items() if k in theirs):
+        raise ConfigError(
+            f"{start} was exported for {theirs.get('image_size')}-px {theirs.get('crop')} inputs, but "
+            f"'{meta.get('model')}' built from these model.* settings (size={size}) takes "
+            f"{ours['image_size']}-px {ours['crop']} inputs: set the model's size to the one the weights "
+            f"were made for (e.g. --set model.size=full)")
+
+
 def build_stage_model(cfg: Config, stage: int, output_dir: str | Path, init: str | None, recipe: str):
     """The model of a stage, starting from ``--init`` or the previous stage's best weights.
 
@@ -64,6 +77,7 @@ def build_stage_model(cfg: Config, stage: int, output_dir: str | Path, init: str
         meta = read_sidecar(start)
         if meta.get("model") != m.name:
             raise CheckpointError(f"{start} holds weights of model '{meta.get('model')}', not '{m.name}'")
+        check_init_spec(model, meta, start, m.size)
         load_weights(model, read_state_dict(start), strict=True, source=str(start))
         logger.info("stage %d starts from %s", stage, start)
     return model, {k: v for k, v in kwargs.items() if v is not None}, start
