@@ -46,11 +46,14 @@ def check_stage(cfg: Config) -> None:
         raise ConfigError("trainer.mixed_precision=fp16 needs a CUDA device; on CPU use bf16 or no")
 
 
+INIT_GEOMETRY = ("crop", "image_size", "clip_len")   # normalisation may differ (data.normalization=real_train)
+
+
 def check_init_spec(model, meta: dict, start: Path, size: str) -> None:
     """Refuse starting weights exported for another input than the model built here takes (same weights,
     another size: e.g. an imported 224-px checkpoint into a model built at ``model.size=tiny``)."""
     theirs, ours = meta.get("input_spec") or {}, json.loads(json.dumps(model.input_spec.to_dict()))
-    if any(theirs[k] != v for k, v in ours.items() if k in theirs):
+    if any(theirs[k] != ours[k] for k in INIT_GEOMETRY if k in theirs and k in ours):
         raise ConfigError(
             f"{start} was exported for {theirs.get('image_size')}-px {theirs.get('crop')} inputs, but "
             f"'{meta.get('model')}' built from these model.* settings (size={size}) takes "
