@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/models.py
 	$(PY) bench/data_pipeline.py
 	$(PY) bench/predict.py
+	$(PY) bench/learnability.py --json bench/results/learnability.json
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir runs

@@ -40,8 +40,11 @@ def stage_config(model: str, dataset: str, steps: int, steps_per_epoch: int, ext
     return resolve_stage(raw, model, stage, sets, recipe=str(RECIPE)), stage
 
 
-def row(model: str, dataset: str, summary: dict, steps: int) -> dict:
+def row(model: str, dataset: str, summary: dict) -> dict:
+    """The figures of one trained model; ``steps`` are the optimizer steps it took (early stopping and
+    short epochs can make them fewer than asked for)."""
     report = json.loads((Path(summary["run_dir"]) / "eval" / "report.json").read_text())
+    steps = json.loads((Path(summary["run_dir"]) / "trainer_state.json").read_text())["global_step"]
     ci = {lv: report[lv]["ci"].get("auc", {}) for lv in ("frame", "video")}
     return {"model": model, "dataset": dataset, "steps": steps, "wall_s": summary["wall_s"],
             "val_auc": summary.get("val_auc"), "test_frame_auc": summary["test_frame_auc"],
@@ -70,7 +73,8 @@ def main() -> int:
     ap.add_argument("--dataset", default="ffpp", choices=sorted(STAGE_OF),
                     help="sample dataset (audio models always use dfdc)")
     ap.add_argument("--steps", type=int, default=160, help="optimizer steps per model")
-    ap.add_argument("--steps-per-epoch", type=int, default=20, help="steps between validations")
+    ap.add_argument("--steps-per-epoch", type=int, default=6,
+                    help="steps between validations (at most: a balanced sample epoch can be shorter)")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
     ap.add_argument("--output-dir", default=None, help="run folders (default: a temporary folder)")
     ap.add_argument("--json", default=None, help="write the rows here as a JSON list")
@@ -87,7 +91,7 @@ def main() -> int:
             started = time.time()
             summary = run_stage(cfg, stage, out, resume="never")
             summary["wall_s"] = time.time() - started
-            rows.append(row(model, cfg.data.dataset, summary, args.steps))
+            rows.append(row(model, cfg.data.dataset, summary))
             print(fmt(rows[-1]), flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

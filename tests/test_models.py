@@ -228,7 +228,7 @@ def test_genconvit_loss_terms_and_kl_gradient():
 
 def _timm_tiny_backbones():
     cfg = GENCONVIT_SIZES["tiny"]
-    convnext = timm.create_model(cfg.convnext, num_classes=0)
+    convnext = timm.create_model(cfg.convnext, num_classes=0, **cfg.convnext_args)
     swin = timm.create_model(cfg.swin, num_classes=0, img_size=cfg.image_size, **cfg.swin_args)
     return convnext, swin
 
