@@ -25,6 +25,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of small-tensor tests (``pytest.mark.usefixtures("one_thread")``):
+    on a shared 2-core machine, thread oversubscription stalls them."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
     """The bundled sample datasets at ``small`` scale (seed 0), generated once per test session.

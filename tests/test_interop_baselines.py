@@ -25,18 +25,9 @@ from utils.core.interop.reading import ForeignCheckpoint, read_foreign
 from utils.core.registry import create_model
 from utils.orchestration import cli
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("one_thread")]
 TOL = 1e-4
 ARCHS = ("xception", "f3net", "efficientnetb4")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small batches on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _need(module: str):

@@ -19,21 +19,12 @@ from tests.helpers.launch import REPO, run
 from utils.data.footage import carphone_path
 from utils.orchestration import cli
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("one_thread")]
 # the same data settings everywhere, so every command shares one small face-crop cache (stored at 256 px:
 # the DeepfakeBench networks take 256-px inputs)
 DATA = ["data.cache_size=256", "data.methods=[Deepfakes]", "data.frames_per_video=1",
         "data.clips_per_video=0", "data.clip_frames=0", "data.max_videos_per_split=4", "data.num_workers=0",
         "data.batch_size=4"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small batches on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _run(main, argv) -> int:

@@ -26,17 +26,8 @@ from utils.core.registry import create_model
 from utils.orchestration import cli
 from utils.orchestration.stage import check_init_spec
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("one_thread")]
 TOL = 1e-4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small batches on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _import(argv):

@@ -22,16 +22,7 @@ from utils.core.checkpoint import export_weights
 from utils.core.registry import create_model
 from utils.orchestration import cli
 
-pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small batches on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -37,14 +37,7 @@ INPUTS = {  # what each model must ask of the data pipeline: crop, clip?, audio?
     "rr": ("native", False, False), "tm": ("face", True, False), "av": ("face", True, True),
 }
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
