@@ -19,11 +19,16 @@ import pytest
 import torch
 
 from tests.helpers.launch import ACCELERATE_2PROC, REPO, run
+from utils.data.sample import SCALES
 from utils.engine.predictions import FramePredictions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 RECIPE = str(REPO / "tests" / "configs" / "cv.yaml")
 CV = str(REPO / "launch" / "cv.py")
+# the sample FF++ with two fake methods: 6 videos per pair (2 originals, 2 fakes of each method); the
+# train and val pairs are the folds' pool, the test pairs the fixed test set
+_TRAIN, _VAL, _TEST = SCALES["small"].ffpp_pairs
+POOLED, FIXED = 6 * (_TRAIN + _VAL), 6 * _TEST
 
 
 def command(out: Path, cache: Path, *extra: str) -> list[str]:
@@ -79,7 +84,7 @@ def test_killed_fold_resumes_and_finished_folds_are_skipped(runs):
 def test_aggregate_has_mean_std_intervals_and_pooled_roc(runs):
     base = runs["base"]
     cv = json.loads((base / "cv.json").read_text())
-    assert len(cv["folds"]) == 5 and sum(r["n_videos"] for r in cv["folds"]) == 54
+    assert len(cv["folds"]) == 5 and sum(r["n_videos"] for r in cv["folds"]) == POOLED
     for m in ("auc", "balanced_acc", "eer"):
         s = cv["summary"]["video"][m]
         assert s["n"] == 5 and all(math.isfinite(s[k]) for k in ("mean", "std", "lo", "hi"))
@@ -88,7 +93,7 @@ def test_aggregate_has_mean_std_intervals_and_pooled_roc(runs):
         assert ci["lo"] <= cv["pooled"]["metrics"][m] <= ci["hi"]
     roc = cv["pooled"]["curves"]["roc"]
     assert roc["x"][0] == 0 and roc["x"][-1] == 1 and len(cv["pooled"]["fold_curves"]) == 5
-    assert cv["fixed_test"]["n_videos"] == 18 and cv["fixed_test"]["summary"]["auc"]["n"] == 5
+    assert cv["fixed_test"]["n_videos"] == FIXED and cv["fixed_test"]["summary"]["auc"]["n"] == 5
     assert len(cv["gap"]["per_fold"]) == 5 and set(cv["sources"]["fake"]) == {"Deepfakes", "FaceSwap"}
     folds = json.loads(Path(cv["meta"]["folds"]["file"]).read_text())
     assert cv["meta"]["fold_hash"] == folds["hash"]
@@ -97,7 +102,7 @@ def test_aggregate_has_mean_std_intervals_and_pooled_roc(runs):
     assert all((base / f"{k}.png").stat().st_size > 0 for k in ("roc", "pr", "folds"))
     assert list((base / "tb").glob("events.out.tfevents.*"))
     oof = FramePredictions.load(base / "oof_videos.npz")
-    assert len(oof) == 54 and len(set(oof.video_ids)) == 54     # every pooled video scored once
+    assert len(oof) == POOLED and len(set(oof.video_ids)) == POOLED     # every pooled video scored once
 
 
 def test_source_hold_out_trains_without_the_source_and_reports_delta(runs):
@@ -124,7 +129,7 @@ def test_compare_pairs_the_two_experiments(runs, tmp_path):
     assert main([str(runs["base"]), str(runs["held"]), "--out", str(tmp_path), "--n-boot", "200"]) == 0
     logging.getLogger().handlers[:] = handlers
     res = json.loads((tmp_path / "compare.json").read_text())
-    assert res["pairs"][0]["metrics"]["auc"]["bootstrap"]["n_videos"] == 54
+    assert res["pairs"][0]["metrics"]["auc"]["bootstrap"]["n_videos"] == POOLED
 
 
 def test_folds_are_shared_across_recipes_and_differ_by_seed(runs, sample_data, monkeypatch, tmp_path):

@@ -124,8 +124,8 @@ def test_stage4_killed_mid_chunk_resumes_in_that_chunk(chain, env, tmp_path):
     init = str(chain / MODEL / "stage2" / "best.safetensors")
     ref, out = tmp_path / "ref", tmp_path / "killed"
     train(env, ref, 4, "--init", init)
-    # a chunk of the sample is 1 real + 5 fakes x 4 frames = 24 samples = 3 steps of 8; a checkpoint
-    # every 2 steps: step 4 is the middle of chunk 1 (the second)
+    # each chunk trains 3 steps (tests/configs/e2e.yaml); a checkpoint every 2 steps: step 4 is the
+    # middle of chunk 1 (the second)
     cmd = [sys.executable, TRAIN, "--model", MODEL, "--stage", "4", "--config", RECIPE, "--output-dir", str(out),
            "--init", init, *cache_set(env)]
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
