@@ -48,9 +48,9 @@ def row(model: str, dataset: str, summary: dict) -> dict:
     ci = {lv: report[lv]["ci"].get("auc", {}) for lv in ("frame", "video")}
     return {"model": model, "dataset": dataset, "steps": steps, "wall_s": summary["wall_s"],
             "val_auc": summary.get("val_auc"), "test_frame_auc": summary["test_frame_auc"],
-            "test_frame_auc_ci": [ci["frame"].get("low"), ci["frame"].get("high")],
+            "test_frame_auc_ci": [ci["frame"].get("lo"), ci["frame"].get("hi")],
             "test_video_auc": summary["test_video_auc"],
-            "test_video_auc_ci": [ci["video"].get("low"), ci["video"].get("high")],
+            "test_video_auc_ci": [ci["video"].get("lo"), ci["video"].get("hi")],
             "test_video_balanced_acc": summary["test_video_balanced_acc"], "collapsed": summary["collapsed"]}
 
 
@@ -85,9 +85,11 @@ def main() -> int:
         out = Path(args.output_dir or tmp)
         print(HEADER, flush=True)
         for model in args.models or list_models():
-            cfg, stage = stage_config(model, args.dataset, args.steps, args.steps_per_epoch, args.set)
-            if _needs_audio(cfg):
-                cfg, stage = stage_config(model, AUDIO_DATASET, args.steps, args.steps_per_epoch, args.set)
+            spec = create_model(model, size="tiny").input_spec
+            # the face cache stores crops up to data.cache_size (224): a larger model needs its own
+            extra = args.set + ([f"data.cache_size={spec.image_size}"] if spec.image_size > 224 else [])
+            dataset = AUDIO_DATASET if spec.audio else args.dataset   # audio exists only in DFDC
+            cfg, stage = stage_config(model, dataset, args.steps, args.steps_per_epoch, extra)
             started = time.time()
             summary = run_stage(cfg, stage, out, resume="never")
             summary["wall_s"] = time.time() - started
@@ -98,9 +100,6 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
 
-
-def _needs_audio(cfg) -> bool:
-    return create_model(cfg.model.name, size="tiny").input_spec.audio
 
 
 if __name__ == "__main__":
