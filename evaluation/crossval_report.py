@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.report import to_jsonable
+from evaluation.report import style_curve_axes, to_jsonable
 from evaluation.sources import sources_markdown
 from utils.core.fileio import atomic_write_text
 
@@ -40,12 +40,8 @@ def _curve_figure(cv: dict, kind: str):
         key = "auc" if kind == "roc" else "ap"
         ax.plot(pooled["curves"][kind]["x"], pooled["curves"][kind]["y"], "k-", lw=2,
                 label=f"pooled ({key.upper()} {_f(pooled['metrics'][key])})")
-    if kind == "roc":
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Out-of-fold ROC (videos)")
-    else:
-        ax.set(xlabel="recall", ylabel="precision", title="Out-of-fold precision-recall (videos)")
-    ax.set(xlim=(0, 1), ylim=(0, 1.02))
+    style_curve_axes(ax, kind, "Out-of-fold ROC (videos)" if kind == "roc"
+                     else "Out-of-fold precision-recall (videos)")
     ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
     return fig
 

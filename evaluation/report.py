@@ -45,6 +45,16 @@ def _figure(ncols: int = 1, width: float = 5.0):
     return fig, axes
 
 
+def style_curve_axes(ax, kind: str, title: str) -> None:
+    """Labels, unit limits and (for ROC) the chance diagonal of a ROC or precision-recall plot."""
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate")
+    else:
+        ax.set(xlabel="recall", ylabel="precision")
+    ax.set(title=title, xlim=(0, 1), ylim=(0, 1.02))
+
+
 def _curve_figure(report: dict, kind: str):
     fig, (ax,) = _figure()
     for lv in LEVELS:
@@ -53,12 +63,7 @@ def _curve_figure(report: dict, kind: str):
             label = f"{lv} {name}" + (f" ({'AUC' if kind == 'roc' else 'AP'} {auc:.3f})"
                                       if auc is not None and np.isfinite(auc) else "")
             ax.plot(pts["x"], pts["y"], _STYLE[lv], label=label)
-    if kind == "roc":
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    else:
-        ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
-    ax.set(xlim=(0, 1), ylim=(0, 1.02))
+    style_curve_axes(ax, kind, "ROC" if kind == "roc" else "Precision-recall")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right" if kind == "roc" else "lower left", fontsize=8)
     return fig
