@@ -23,14 +23,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.core.config import DataConfig
+from utils.core.config import DataConfig, SynthesisConfig
 from utils.core.model import InputSpec
 from utils.data.audio import mel_window
 from utils.data import codecs
 from utils.data.cache_io import VideoFile, check_serves, load_index
 from utils.data.crops import crop_window, cut_window
 from utils.data.records import VideoRecord
+from utils.data.synthesis.plan import check_synthesis, keep_for_synthesis, synthesis_applies
 from utils.data.transforms import build_transforms
+from utils.data.twins import Edit, Twins, box_in_crop
 
 logger = logging.getLogger(__name__)
 
@@ -134,18 +136,22 @@ class _CacheDataset(Dataset):
         return np.random.default_rng([seed, epoch, index])
 
     def _crops(self, video: _Video, run: int, slots: list[int], box: np.ndarray,
-               rng: np.random.Generator) -> list[np.ndarray]:
+               rng: np.random.Generator, edit: Edit | None = None) -> list[np.ndarray]:
         """The frames' crops, transformed with one seed. ``face`` / ``context`` crops are stored cut and
         resized; ``native`` windows are placed once for all frames (a clip keeps a fixed camera)
-        inside the stored tiles and cut from them."""
+        inside the stored tiles and cut from them. ``edit`` (a synthetic twin's) changes the crops
+        before the transform, given the face box in crop pixels."""
         if self.spec.crop != "native":
             crops = [video.crop(self.spec.crop, run, s) for s in slots]
+            window = crop_window(box, self.spec, (0, 0, 0, 0), margin=self.margin)
         else:
             tiles = [video.tile(run, s) for s in slots]
             common = (max(b[0] for _, b in tiles), max(b[1] for _, b in tiles),
                       min(b[2] for _, b in tiles), min(b[3] for _, b in tiles))
             window = crop_window(box, self.spec, common, margin=self.margin, train=self.train, rng=rng)
             crops = [cut_window(tile, bounds[:2], window) for tile, bounds in tiles]
+        if edit is not None:
+            crops = edit(crops, box_in_crop(box, window, crops[0].shape))
         return self.transform(crops, seed=int(rng.integers(2**63)))
 
     def _audio(self, sample: dict, video: _Video, slot: int, n_frames: int) -> None:
@@ -212,24 +218,28 @@ class FrameDataset(_CacheDataset):
     """
 
     def __init__(self, rows: Sequence[dict], cache_dir: str | Path, spec: InputSpec, transform: Transform, *,
-                 margin: float = 0.3, train: bool = False):
+                 margin: float = 0.3, train: bool = False, synthesis: SynthesisConfig | None = None):
         super().__init__(cache_dir, spec, transform, margin, train)
         self.rows = Rows(rows)
         self.labels: list[int] = self.rows.column("label")
         self.video_ids: list[str] = self.rows.column("video_id")
+        self.twins = Twins(synthesis, self.labels, self.video_ids, train)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) + len(self.twins)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, index: int) -> dict:
+        i, synth, synth_rng = self.twins.resolve(index, self._seed_epoch.tolist())
         row = self.rows[i]
         video = self.store.get(row["crop_file"])
-        (image,) = self._crops(video, -1, [row["slot"]], self.rows.boxes[i], self._rng(i))
-        sample = {"image": self._to_tensor(image), "label": torch.tensor(row["label"], dtype=torch.long),
-                  "video_id": row["video_id"], "method": row["method"], "frame_index": row["frame_index"]}
+        sample = {"label": torch.tensor(row["label"], dtype=torch.long), "video_id": row["video_id"],
+                  "method": row["method"], "frame_index": row["frame_index"]}
         if self.spec.audio:
             self._audio(sample, video, row["slot"], 1)
-        return sample
+        edit = Twins.editor(synth, synth_rng, sample) if synth else None
+        (image,) = self._crops(video, -1, [row["slot"]], self.rows.boxes[i], self._rng(i), edit)
+        sample["image"] = self._to_tensor(image)
+        return self.twins.mark(sample, index, synth) if synth else sample
 
 
 class ClipDataset(_CacheDataset):
@@ -242,7 +252,7 @@ class ClipDataset(_CacheDataset):
     """
 
     def __init__(self, rows: Sequence[dict], cache_dir: str | Path, spec: InputSpec, transform: Transform, *,
-                 margin: float = 0.3, train: bool = False):
+                 margin: float = 0.3, train: bool = False, synthesis: SynthesisConfig | None = None):
         super().__init__(cache_dir, spec, transform, margin, train)
         in_runs = [r for r in rows if r["run"] >= 0]
         self.rows = Rows(sorted(in_runs, key=lambda r: (r["video_id"], r["run"], r["frame_index"])))
@@ -251,6 +261,7 @@ class ClipDataset(_CacheDataset):
         self.labels: list[int] = self.rows.ints["label"][first].tolist()
         names = self.rows.names["video_id"]
         self.video_ids: list[str] = [names[c] for c in self.rows.codes["video_id"][first]]
+        self.twins = Twins(synthesis, self.labels, self.video_ids, train)
 
     def _runs(self, clip_len: int) -> np.ndarray:
         """(first row, length) of every run of at least ``clip_len`` consecutive frames."""
@@ -267,23 +278,55 @@ class ClipDataset(_CacheDataset):
         return np.stack([starts[ok], lengths[ok]], axis=1).astype(np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) + len(self.twins)
 
-    def __getitem__(self, i: int) -> dict:
-        (first, length), t, rng = self.items[i], self.spec.clip_len, self._rng(i)
-        start = first + (int(rng.integers(0, length - t + 1)) if self.train else (length - t) // 2)
+    def _start(self, i: int, rng: np.random.Generator) -> int:
+        """First row of item ``i``'s clip: a random stretch of its run when training, else the middle."""
+        (first, length), t = self.items[i], self.spec.clip_len
+        return int(first + (int(rng.integers(0, length - t + 1)) if self.train else (length - t) // 2))
+
+    def __getitem__(self, index: int) -> dict:
+        i, synth, synth_rng = self.twins.resolve(index, self._seed_epoch.tolist())
+        t, rng = self.spec.clip_len, self._rng(i)
+        start = self._start(i, rng)
         rows = [self.rows[k] for k in range(start, start + t)]
         video = self.store.get(rows[0]["crop_file"])
         slots = [r["slot"] for r in rows]
-        frames = self._crops(video, rows[0]["run"], slots, self.rows.boxes[start:start + t].mean(axis=0), rng)
-        key = "clip" if t > 1 else "image"
-        pixels = torch.stack([self._to_tensor(f) for f in frames]) if t > 1 else self._to_tensor(frames[0])
-        sample = {key: pixels, "label": torch.tensor(rows[0]["label"], dtype=torch.long),
-                  "video_id": rows[0]["video_id"], "method": rows[0]["method"],
-                  "frame_index": rows[0]["frame_index"]}
+        sample = {"label": torch.tensor(rows[0]["label"], dtype=torch.long), "video_id": rows[0]["video_id"],
+                  "method": rows[0]["method"], "frame_index": rows[0]["frame_index"]}
         if self.spec.audio:
             self._audio(sample, video, slots[0], t)
-        return sample
+        edit = Twins.editor(synth, synth_rng, sample, self._other_audio(i, video, slots[0])) if synth else None
+        frames = self._crops(video, rows[0]["run"], slots, self.rows.boxes[start:start + t].mean(axis=0), rng,
+                             edit)
+        key = "clip" if t > 1 else "image"
+        sample[key] = torch.stack([self._to_tensor(f) for f in frames]) if t > 1 else self._to_tensor(frames[0])
+        return self.twins.mark(sample, index, synth) if synth else sample
+
+    def _other_audio(self, i: int, video: _Video, slot: int):
+        """``other_audio(how, rng)`` for item ``i`` (see :class:`utils.data.synthesis.SynthItem`): the
+        clip-length log-mel window of another stored run of the same video starting at least 0.3 s
+        away (``"shift"``; None when there is none), or of another real video's clip (``"swap"``)."""
+        codes, t = self.rows.codes["video_id"][self.items[:, 0]], self.spec.clip_len
+
+        def window(video_: _Video, slot_: int) -> torch.Tensor:
+            return mel_window(video_.audio, video_.sample_rate, float(video_.times[slot_]), t, video_.fps,
+                              self.spec)
+
+        def other(how: str, rng: np.random.Generator) -> torch.Tensor | None:
+            if how == "shift":
+                same = [self.rows.ints["slot"][self.items[k, 0]] for k in np.flatnonzero(codes == codes[i])]
+                far = [s for s in same if abs(video.times[s] - video.times[slot]) >= 0.3]
+                return window(video, int(rng.choice(far))) if far and video.has_audio else None
+            reals = np.flatnonzero((codes != codes[i]) & (np.asarray(self.labels[:len(self.items)]) == 0))
+            for k in rng.permutation(reals)[:16]:
+                first = self.rows[int(self.items[k, 0])]
+                donor = self.store.get(first["crop_file"])
+                if donor.has_audio:
+                    return window(donor, first["slot"])
+            raise ValueError(f"no other real video with audio in this split to take audio from for "
+                             f"{self.video_ids[i]}")
+        return other
 
 
 def _limit_frames(rows: list[dict], n: int) -> list[dict]:
@@ -312,13 +355,14 @@ def _rows_of(cache_dir: str | Path, records: Sequence[VideoRecord], clips: bool)
 
 
 def build_dataset(cache_dir: str | Path, records: Sequence[VideoRecord], spec: InputSpec, data_cfg: DataConfig,
-                  train: bool, transform: Transform | None = None) -> Dataset:
+                  train: bool, transform: Transform | None = None, synthesize: bool = True) -> Dataset:
     """The dataset a model needs over the videos of ``records`` (one split, or one phase of it).
 
     ``spec.clip_len > 1`` gives a :class:`ClipDataset` over the stored runs, otherwise a
     :class:`FrameDataset` over the evenly spread frames (at most ``data_cfg.frames_per_video_train``
     per video when training). The transform is ``build_transforms(spec, train and data_cfg.augment,
-    data_cfg.clahe)`` unless one is given.
+    data_cfg.clahe)`` unless one is given. When ``data_cfg.synthesis`` covers the records' split (and
+    ``synthesize``), synthetic twins of its real videos are appended (:mod:`utils.data.synthesis`).
 
     Raises:
         CacheError: the cache does not hold the crops ``spec`` asks for (the policy, or its size,
@@ -327,6 +371,10 @@ def build_dataset(cache_dir: str | Path, records: Sequence[VideoRecord], spec: I
     """
     clips = spec.clip_len > 1
     check_serves(cache_dir, spec, clips, data_cfg.margin)
+    synthesis = data_cfg.synthesis if synthesize and synthesis_applies(data_cfg.synthesis, records) else None
+    if synthesis is not None:
+        check_synthesis(synthesis, spec, data_cfg.classes)
+        records = keep_for_synthesis(synthesis, list(records))
     rows = _rows_of(cache_dir, records, clips)
     if not rows:
         what = "clips" if clips else "frames"
@@ -336,8 +384,9 @@ def build_dataset(cache_dir: str | Path, records: Sequence[VideoRecord], spec: I
                          "clips_per_video, or rebuild the cache")
     if transform is None:
         transform = build_transforms(spec, train=train and data_cfg.augment, clahe=data_cfg.clahe)
+    kwargs = dict(margin=data_cfg.margin, train=train, synthesis=synthesis)
     if clips:
-        return ClipDataset(rows, cache_dir, spec, transform, margin=data_cfg.margin, train=train)
+        return ClipDataset(rows, cache_dir, spec, transform, **kwargs)
     if train and data_cfg.frames_per_video_train > 0:
         rows = _limit_frames(rows, data_cfg.frames_per_video_train)
-    return FrameDataset(rows, cache_dir, spec, transform, margin=data_cfg.margin, train=train)
+    return FrameDataset(rows, cache_dir, spec, transform, **kwargs)

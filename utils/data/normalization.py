@@ -22,6 +22,7 @@ from utils.core.errors import InputError
 from utils.core.model import InputSpec
 from utils.data.datasets import build_dataset
 from utils.data.records import VideoRecord
+from utils.data.workers import loader_workers
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,9 @@ def real_train_stats(cache_dir: str | Path, records: list[VideoRecord], spec: In
     reals = [r for r in records if r.split == "train" and r.label == 0]
     if not reals:
         raise InputError("data.normalization=real_train: the training split has no real videos or images")
-    ds = build_dataset(cache_dir, reals, spec, data, train=False)
+    ds = build_dataset(cache_dir, reals, spec, data, train=False, synthesize=False)
     loader = DataLoader(ds, batch_size=data.eval_batch_size or 2 * data.batch_size, shuffle=False,
-                        num_workers=data.num_workers)
+                        num_workers=loader_workers(data.num_workers))
     key = "clip" if spec.clip_len > 1 else "image"
     mean, std, n = pixel_stats(batch[key] for batch in loader)
     logger.info("normalisation from %d training real image(s): mean %s, std %s", n,
