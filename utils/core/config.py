@@ -19,7 +19,8 @@ from typing import Any, Literal
 from utils.core.errors import ConfigError
 from utils.core.registry import DATASETS
 
-__all__ = ["Config", "ConfigError", "DataConfig", "LoggingConfig", "ModelConfig", "OptimConfig", "TrainerConfig",
+__all__ = ["Config", "ConfigError", "DataConfig", "LoggingConfig", "ModelConfig", "OptimConfig", "SynthesisConfig",
+           "TrainerConfig",
            "apply_overrides", "build_config", "check_values", "config_from_dict", "deep_merge", "validate_sections"]
 
 
@@ -35,9 +36,19 @@ class ModelConfig:
 
 
 @dataclass
+class SynthesisConfig:
+    """Fakes made on the fly from real samples (``utils.data.synthesis``): which kinds, how many."""
+    kinds: list[str] = field(default_factory=list)  # registered synthesiser kinds, drawn per fake
+    ratio: float = 0.0              # synthetic fakes per real video of a split (1.0: every real gets a twin)
+    splits: list[Literal["train", "val", "test"]] = field(default_factory=lambda: ["train"])
+    real_only: bool = False         # drop the dataset's own fakes from those splits: train without fake data
+
+
+@dataclass
 class DataConfig:
     dataset: str = ""               # a registered dataset adapter (recipes set it per stage)
-    root: str = ""                  # empty: the adapter's environment variable, else the sample data
+    root: str = ""                  # empty: the adapter's environment variable (else see sample)
+    sample: bool = False            # no root given: true trains on the bundled sample, false stops
     cache: str = ""                 # face-crop cache; empty: <cache_root>/<dataset>-<hash>
     cache_root: str = "data/cache"
     build_cache: bool = True        # build a missing cache on first use (else stop with the command)
@@ -66,6 +77,7 @@ class DataConfig:
     classes: list[str] = field(default_factory=lambda: ["real", "fake"])  # label k = classes[k]; 0 = real
     class_map: dict = field(default_factory=dict)  # source / method / folder name -> a name in classes
     normalization: Literal["backbone", "real_train"] = "backbone"  # real_train: mean/std of training reals
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)  # cue synthesis (see the class)
     options: dict = field(default_factory=dict)  # the dataset adapter's own options (flat in YAML)
 
 
@@ -209,7 +221,9 @@ def _validate_data(values: dict, source: str) -> dict:
         if key == "dataset" and value and value not in DATASETS:
             raise ConfigError(f"{source}: 'data.dataset' {value!r} is not a registered dataset "
                               f"({', '.join(DATASETS.names())})")
-        if key in hints:
+        if key == "synthesis":
+            out[key] = _validate_dataclass(SynthesisConfig, value, f"{source}: 'data.synthesis'")
+        elif key in hints:
             out[key] = _coerce(value, hints[key], f"{source}: 'data.{key}'")
         elif key in (options := adapter_options()):
             adapter, tp = options[key]
@@ -219,6 +233,18 @@ def _validate_data(values: dict, source: str) -> dict:
             own = "; ".join(f"{n}: {', '.join(typing.get_type_hints(a.Options))}" for n, a in DATASETS.items())
             raise ConfigError(f"{source}: unknown key 'data.{key}' (valid: {shared}; dataset options: {own})")
     return out
+
+
+def _validate_dataclass(cls: type, values: Any, where: str) -> dict:
+    """A nested mapping checked against a dataclass's fields (unknown keys and wrong types refused)."""
+    if isinstance(values, cls):
+        values = dataclasses.asdict(values)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    if unknown := sorted(set(values) - set(hints)):
+        raise ConfigError(f"{where}: unknown key(s) {unknown} (valid: {', '.join(hints)})")
+    return {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()}
 
 
 def validate_sections(raw: dict, source: str) -> dict:
@@ -277,6 +303,8 @@ def build_config(raw: dict) -> Config:
             shared = typing.get_type_hints(DataConfig)
             values = {**{k: v for k, v in values.items() if k in shared},
                       "options": {k: v for k, v in values.items() if k not in shared}}
+            if isinstance(values.get("synthesis"), dict):
+                values["synthesis"] = SynthesisConfig(**values["synthesis"])
         kwargs[section] = values if section in _RAW_SECTIONS else cls(**values)
     return Config(**kwargs)
 
@@ -293,6 +321,7 @@ _RANGES = (
     ("data.num_workers", lambda v: v >= 0, ">= 0"),
     ("data.max_videos_per_split", lambda v: v >= 0, ">= 0 (0: all)"),
     ("data.frames_per_video_train", lambda v: v >= 0, ">= 0 (0: all)"),
+    ("data.synthesis", lambda v: v.ratio >= 0 and (v.ratio == 0 or v.kinds), "a ratio >= 0, with kinds when > 0"),
     ("optim.lr", lambda v: v >= 0, ">= 0 (0 keeps the weights: a handoff check, an evaluation-only stage)"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
     ("optim.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
