@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from utils.core.config import Config
 from utils.data.samplers import BalancedSampler
+from utils.data.workers import loader_workers
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +93,16 @@ class EpochSampler(torch.utils.data.Sampler):
 
 
 def make_loader(dataset: Dataset, cfg: Config, world_size: int, train: bool, cuda: bool) -> DataLoader:
-    """The DataLoader of a training or validation set (before ``accelerator.prepare``)."""
+    """The DataLoader of a training or validation set (before ``accelerator.prepare``); its workers are
+    ``data.num_workers`` capped at the cores this process can use (:func:`utils.data.workers.loader_workers`)."""
     d = cfg.data
+    workers = loader_workers(d.num_workers)
     bs = d.batch_size if train else (d.eval_batch_size or 2 * d.batch_size)
     if train and d.balance != "none":
         sampler = BalancedSampler(dataset.labels, seed=cfg.trainer.seed, mode=d.balance)
     else:
         sampler = EpochSampler(len(dataset), cfg.trainer.seed, shuffle=train)
     # on CUDA: pinned host memory, and workers kept across epochs (datasets read the epoch from shared memory)
-    return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=d.num_workers, pin_memory=cuda,
-                      persistent_workers=cuda and d.num_workers > 0,
+    return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=workers, pin_memory=cuda,
+                      persistent_workers=cuda and workers > 0,
                       drop_last=train and len(sampler) >= 2 * bs * world_size)

@@ -23,6 +23,7 @@ from utils.data.index import build_index, data_root, sample_dir, split_records
 from utils.data.records import VideoRecord
 from utils.data.sample import make_sample
 from utils.data.sources import select_sources
+from utils.data.workers import loader_workers
 from utils.engine.inference import predict_loader
 from utils.engine.predictions import FramePredictions
 
@@ -107,7 +108,8 @@ def predict_split(model, cache: Path, split: str, cfg: Config, acc: Accelerator,
     part = split_records(records, split)
     ds = build_dataset(cache, part, unwrap(model).input_spec, cfg.data, train=False)
     bs = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
-    loader = acc.prepare(DataLoader(ds, batch_size=bs, shuffle=False, num_workers=cfg.data.num_workers,
+    loader = acc.prepare(DataLoader(ds, batch_size=bs, shuffle=False,
+                                    num_workers=loader_workers(cfg.data.num_workers),
                                     pin_memory=acc.device.type == "cuda"))
     preds = predict_loader(model, loader, acc, label_names=tuple(cfg.data.classes))
     preds.missing = missing_videos(part, preds, failures)
