@@ -11,7 +11,10 @@
   state dict holds the shared tensors twice, as the released files do). Upstream index 0 = FAKE.
 
 Weights are random; BatchNorm running statistics are measured on random inputs and then perturbed,
-so that they are neither the identity nor degenerate (outputs depend on the input).
+so that they are neither the identity nor degenerate (outputs depend on the input). The GenConViT
+references also get variance-preserving random weights in every convolution and linear layer
+(:func:`randomise_every_layer`): with the library's default initialisation their plain-convolution
+autoencoder passes almost nothing on, so a wrong mapping of it would barely move the logits.
 """
 from __future__ import annotations
 
@@ -51,6 +54,33 @@ def randomise(model: nn.Module, calib: torch.Tensor, seed: int = 0, forward=None
         m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25, generator=g))
         m.num_batches_tracked.fill_(1234)
     return model.eval()
+
+
+def _fan_in(m: nn.Module) -> int:
+    """Inputs summed into one output value: ``cin/groups * kh * kw`` for a convolution, ``in_features``
+    for a linear layer, ``cin * kh * kw / (sh * sw)`` for a transposed convolution."""
+    w = m.weight
+    if isinstance(m, nn.ConvTranspose2d):
+        return max(1, w.shape[0] * w.shape[2] * w.shape[3] // (m.stride[0] * m.stride[1]))
+    return w[0].numel()
+
+
+@torch.no_grad()
+def variance_preserving(model: nn.Module, seed: int = 0, gain: float = 2.0) -> nn.Module:
+    """Every convolution, transposed convolution and linear layer: weights N(0, gain / fan-in) (He:
+    a ReLU-like layer keeps its input's second moment), biases N(0, 0.1^2)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (gain / _fan_in(m)) ** 0.5)
+            if m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model
+
+
+def randomise_every_layer(model: nn.Module, calib: torch.Tensor, seed: int = 0, forward=None) -> nn.Module:
+    """:func:`variance_preserving` weights everywhere, then :func:`randomise`'s norms and layer scales."""
+    return randomise(variance_preserving(model, seed + 1000), calib, seed, forward)
 
 
 def save_plain(state: dict, path: Path) -> Path:
@@ -223,9 +253,13 @@ class RefGenConViTED(nn.Module):
         self.fc = nn.Linear(2000, 500)
         self.fc2 = nn.Linear(500, 2)
 
+    def reconstruct(self, x):
+        """The autoencoder's output (what ConvNeXt reads beside the image)."""
+        return self.decoder(self.encoder(x))
+
     def forward(self, x):
         """ImageNet-normalised images -> [fake, real] logits (upstream order)."""
-        rec = self.decoder(self.encoder(x))
+        rec = self.reconstruct(x)
         f = torch.cat((self.backbone(rec), self.backbone(x)), dim=1)
         return self.fc2(F.gelu(self.fc(F.gelu(f))))
 
@@ -270,9 +304,12 @@ class RefGenConViTVAE(nn.Module):
         self.fc3 = nn.Linear(1000, 500)
         self.fc2 = nn.Linear(500, 2)
 
+    def reconstruct(self, x, sample: bool = False):
+        """The decoded latent (half the input size), z = mu unless ``sample``."""
+        return self.decoder.features(self.decoder.unflatten(self.encoder(x, sample)))
+
     def forward(self, x, sample: bool = False):
-        z = self.encoder(x, sample)
-        rec = self.decoder.features(self.decoder.unflatten(z))
+        rec = self.reconstruct(x, sample)
         f = torch.cat((self.convnext_backbone(x), self.convnext_backbone(rec)), dim=1)
         return self.fc2(F.relu(self.fc(F.relu(f))))
 

@@ -27,6 +27,7 @@ from utils.core.recipe import resolve
 from utils.core.errors import UsageError
 from utils.core.registry import get_dataset
 from utils.data.cache_io import load_failures
+from utils.data.index import data_source
 from utils.engine.predictions import FramePredictions
 from utils.orchestration.data import index_data, predict_split, prepare_data
 from utils.orchestration.explain import write_galleries
@@ -100,6 +101,7 @@ def evaluate_checkpoints(checkpoints: list[str], dataset: str, split: str, out_d
                           seed=seed, threshold_rule=threshold_rule, no_face=no_face, title=title,
                           threshold_source="checkpoint")
     report["checkpoints"] = [str(c) for c in checkpoints]
+    report["data"] = data_source(eval_config(members[0].config, dataset, root, cache, overrides).data)
     if acc.is_main_process:
         for s in splits:
             for i, p in enumerate(preds):
