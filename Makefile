@@ -48,8 +48,12 @@ tensorboard: install
 	$(VENV)/bin/tensorboard --logdir runs
 
 # Every specialist through every stage of the curriculum, in order; finished stages are skipped,
-# an interrupted one resumes where it stopped.
+# an interrupted one resumes where it stopped. Every model's recipe, stages and data roots are checked
+# first (launch/train.py --check), so a missing root stops with one line before anything is launched.
 train-all-specialists: install
+	@for m in $(MODELS); do \
+	  $(PY) launch/train.py --check --model $$m --stage $(STAGES) --config $(RECIPE) $(ARGS) || exit $$?; \
+	done
 	@for m in $(MODELS); do for s in $(STAGES); do \
 	  $(VENV)/bin/accelerate launch --num_processes $(NPROC) $(if $(filter-out 1,$(NPROC)),--multi_gpu,) \
 	    --num_machines 1 --dynamo_backend no --mixed_precision no \

@@ -16,6 +16,7 @@ import numpy as np
 from evaluation.scoring import LEVELS
 from evaluation.sources import sources_markdown
 from utils.core.fileio import atomic_write_text
+from utils.data.index import SAMPLE_NOTE
 
 FIGURES = ("roc", "pr", "confusion", "histogram")
 _STYLE = {"frame": ":", "video": "-"}
@@ -144,6 +145,15 @@ def _class_lines(report: dict) -> list[str]:
     return lines
 
 
+def _data_lines(report: dict) -> list[str]:
+    """``- data: …``: the generated sample is named as such, a real dataset by its name and root."""
+    data = report.get("data")
+    if not data:
+        return []
+    text = SAMPLE_NOTE if data.get("sample") else f"{data.get('dataset')} at {data.get('root')}"
+    return [f"- data: {text}"]
+
+
 def to_markdown(report: dict, image_prefix: str | None = "") -> str:
     """A short human summary of a report (images ``<image_prefix><figure>.png``; None: no images)."""
     t = report["threshold"]
@@ -151,6 +161,7 @@ def to_markdown(report: dict, image_prefix: str | None = "") -> str:
     if report.get("collapsed"):
         lines += ["> **MODEL COLLAPSE SUSPECTED** — " + "; ".join(report["collapse_reasons"]), ""]
     v, f = report["video"], report["frame"]
+    lines += _data_lines(report)
     lines += [f"- videos: {v['n']}, frames: {f['n']}, aggregation: `{report['meta']['aggregation']}`",
               f"- thresholds: video {_fmt(t['video'])}, frame {_fmt(t['frame'])} ({t['source']}"
               + (f", rule `{t['rule']}`" if t.get("rule") else "") + ")",

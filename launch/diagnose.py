@@ -35,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--dataset", choices=list_datasets(),
                     help="also score this dataset's split (labels known)")
     ap.add_argument("--split", default="val", choices=("train", "val", "test"))
-    ap.add_argument("--root", default="", help="dataset root (default: $FFPP_ROOT/... or the sample data)")
+    ap.add_argument("--root", default="",
+                    help="dataset root (default: the checkpoint's, else $FFPP_ROOT/...; "
+                         "--set data.sample=true: the generated sample data)")
     ap.add_argument("--cache", default="", help="face-crop cache folder (default: derived from the root)")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                     help="config overrides for the split, e.g. data.max_videos_per_split=20")

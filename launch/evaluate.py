@@ -33,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--val-split", default="val", help="split the threshold is chosen on, or 'none'")
     ap.add_argument("--out", help="report folder (default: <checkpoint folder>/eval_<dataset>_<split>)")
-    ap.add_argument("--root", default="", help="dataset root (default: $FFPP_ROOT/... or the sample data)")
+    ap.add_argument("--root", default="",
+                    help="dataset root (default: the checkpoint's, else $FFPP_ROOT/...; "
+                         "--set data.sample=true: the generated sample data)")
     ap.add_argument("--cache", default="", help="face-crop cache folder (default: derived from the root)")
     ap.add_argument("--aggregation", choices=AGGREGATIONS, default="mean", help="frame -> video score")
     ap.add_argument("--threshold-rule", choices=THRESHOLD_RULES, default="balanced_acc")

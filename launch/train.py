@@ -19,6 +19,7 @@ from pathlib import Path
 from utils.core.errors import UsageError
 from utils.core.recipe import load_recipe
 from utils.core.registry import list_models
+from utils.data.index import SAMPLE_NOTE, check_data_root
 from utils.engine.persistence import find
 from utils.engine.state import TrainerState
 from utils.orchestration import cli
@@ -39,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--output-dir", default="runs", help="runs/<model>/stage<k>/ go here")
     ap.add_argument("--resume", default="auto", help="auto (newest state in the run folder), never, or a PATH")
     ap.add_argument("--init", default=None, help="start (the first stage given) from these exported weights instead of the previous stage's")
+    ap.add_argument("--check", action="store_true",
+                    help="check the arguments, the recipe and the data roots of every stage given, then "
+                         "exit (nothing is built or written; `make train-all-specialists` runs it first)")
     return ap.parse_args(argv)
 
 
@@ -48,9 +52,10 @@ def format_status(summary: dict, word: str) -> str:
         v = summary.get(key)
         return "n/a" if v is None else f"{v:.3f}"
     val_key = next((k for k in summary if k.startswith("val_")), "val_auc")
+    sample = f" data: {SAMPLE_NOTE}" if (summary.get("data") or {}).get("sample") else ""
     return (f"[{summary.get('model')} stage {summary.get('stage')}] {word}: {val_key}={f(val_key)} "
             f"test_video_auc={f('test_video_auc')} test_video_balanced_acc={f('test_video_balanced_acc')}"
-            f"{' COLLAPSED' if summary.get('collapsed') else ''} ({summary.get('wall_s', 'n/a')} s)")
+            f"{' COLLAPSED' if summary.get('collapsed') else ''} ({summary.get('wall_s', 'n/a')} s){sample}")
 
 
 def check_resume_folder(path: str, model: str) -> None:
@@ -76,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     # every stage's config is checked before the first one trains; one process start (torch, timm,
     # accelerate imports, the process group) costs more than a short stage on a small machine
     cfgs = [resolve_stage(raw, args.model, stage, args.set, recipe=args.config) for stage in args.stage]
+    for cfg in cfgs:   # no dataset root and no data.sample: stop before any stage builds or writes
+        check_data_root(cfg.data)
+    if args.check:
+        return 0
     init = args.init
     for i, (stage, cfg) in enumerate(zip(args.stage, cfgs)):
         train_stage(args, stage, cfg, init, last=i == len(cfgs) - 1)

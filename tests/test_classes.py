@@ -227,7 +227,8 @@ def test_clip_model_on_a_still_image_set_exits_2_before_building_a_cache(image_s
 def test_ffpp_sample_as_three_classes_reports_per_class_rows(sample_data, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPFAKE_SAMPLE_DIR", str(sample_data))
     cfg = resolve_stage(load_recipe(FFPP_3), "cm", 1, [
-        f"data.cache_root={tmp_path / 'cache'}", "model.size=tiny", "data.frames_per_video=2", "data.clips_per_video=0",
+        "data.sample=true", f"data.cache_root={tmp_path / 'cache'}", "model.size=tiny",
+        "data.frames_per_video=2", "data.clips_per_video=0",
         "data.num_workers=0", "data.batch_size=16", "trainer.epochs=1", "trainer.max_steps_per_epoch=4",
         "logging.tensorboard=false", "logging.progress_bar=false"])
     # the face boxes do not matter here: the whole frame stands in for the detector (fast)

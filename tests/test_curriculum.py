@@ -1,15 +1,17 @@
-"""Data roots resolve by one rule everywhere: --set > environment > recipe > the sample data."""
+"""Data roots resolve by one rule everywhere: --set > environment > recipe; no root stops a run unless
+it asks for the sample data (data.sample)."""
 from __future__ import annotations
 
 import pytest
 
+from utils.core.errors import UsageError
 from utils.core.recipe import load_config, load_recipe
 from utils.data.adapters import DatasetLayoutError
 from utils.data.index import build_index, data_root
 from utils.orchestration.curriculum import resolve_stage
 
 
-def test_set_beats_environment_beats_recipe_beats_sample(tmp_path, monkeypatch):
+def test_set_beats_environment_beats_recipe_and_no_root_is_the_sample_only_when_asked(tmp_path, monkeypatch):
     env_root, recipe_root, set_root = (tmp_path / n for n in ("env", "recipe", "set"))
     for p in (env_root, recipe_root, set_root):
         p.mkdir()
@@ -18,7 +20,10 @@ def test_set_beats_environment_beats_recipe_beats_sample(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPFAKE_SAMPLE_DIR", str(tmp_path / "sample"))
     monkeypatch.delenv("CELEBDF_ROOT", raising=False)
     bare = load_config(None, ["data.dataset=celebdf"])
-    assert data_root(bare.data) == (tmp_path / "sample" / "celebdf", True)
+    with pytest.raises(UsageError, match="no celebdf root given.*CELEBDF_ROOT.*--set data.root=.*make demo"):
+        data_root(bare.data)
+    asked = load_config(None, ["data.dataset=celebdf", "data.sample=true"])
+    assert data_root(asked.data) == (tmp_path / "sample" / "celebdf", True)
     assert data_root(load_config(recipe).data) == (recipe_root, False)
     monkeypatch.setenv("CELEBDF_ROOT", str(env_root))
     assert data_root(load_config(recipe).data) == (env_root, False)

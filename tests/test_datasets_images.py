@@ -276,7 +276,8 @@ def test_each_recipe_resolves_for_cm_and_indexes_its_sample(recipe, image_sample
     from utils.data.index import data_root
     from utils.orchestration.curriculum import resolve_stage
     dataset, k = RECIPES[recipe]
-    cfg = resolve_stage(load_recipe(Path(__file__).parents[1] / "launch" / "configs" / f"{recipe}.yaml"), "cm", 1)
+    path = Path(__file__).parents[1] / "launch" / "configs" / f"{recipe}.yaml"
+    cfg = resolve_stage(load_recipe(path), "cm", 1, ["data.sample=true"])   # production: the sample if asked
     assert cfg.data.dataset == dataset and model_classes(cfg.data, cfg.model.num_classes) == k
     sample = image_samples if dataset in ("imagefolder", "manifest") else sample_data
     if dataset == "deepfakebench":
@@ -294,7 +295,8 @@ def test_multisource_recipe_trains_and_evaluates_from_the_command_line(image_sam
     from launch.train import main as train
     monkeypatch.setenv("DEEPFAKE_SAMPLE_DIR", str(image_samples))
     recipe = Path(__file__).parents[1] / "launch" / "configs" / "images_multisource.yaml"
-    fast = ["model.size=tiny", "trainer.epochs=1", "trainer.max_steps_per_epoch=2", "data.num_workers=0",
+    fast = ["data.sample=true", "model.size=tiny", "trainer.epochs=1", "trainer.max_steps_per_epoch=2",
+            "data.num_workers=0",
             "data.batch_size=8", "logging.tensorboard=false", "logging.progress_bar=false",
             f"data.cache_root={tmp_path / 'cache'}"]
     ck = tmp_path / "runs" / "cm" / "stage1" / "best.safetensors"

@@ -21,8 +21,9 @@ from utils.orchestration import cli
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("one_thread")]
 # the same data settings everywhere, so every command shares one small face-crop cache (stored at 256 px:
-# the DeepfakeBench networks take 256-px inputs)
-DATA = ["data.cache_size=256", "data.methods=[Deepfakes]", "data.frames_per_video=1",
+# the DeepfakeBench networks take 256-px inputs); imported weights carry no data settings, so the sample
+# is asked for explicitly
+DATA = ["data.sample=true", "data.cache_size=256", "data.methods=[Deepfakes]", "data.frames_per_video=1",
         "data.clips_per_video=0", "data.clip_frames=0", "data.max_videos_per_split=4", "data.num_workers=0",
         "data.batch_size=4"]
 

@@ -9,7 +9,9 @@ prediction, ensembles and ``--init`` all use.
 
 The sidecar (``<name>.json`` beside ``<name>.safetensors``) holds ``format_version``, ``model`` (the
 registered name), ``model_kwargs``, ``input_spec``, ``num_classes``, ``label_names``, ``config`` (the
-resolved run config), ``metrics`` of the exported epoch and ``threshold`` (chosen on validation).
+resolved run config), ``metrics`` of the exported epoch, ``threshold`` (chosen on validation) and, for
+weights the stage runner trained, ``data`` (``{dataset, root, sample}``: ``sample`` is true when they
+were trained on the generated sample data, not a real dataset; :func:`trained_on_sample`).
 """
 from __future__ import annotations
 
@@ -178,6 +180,16 @@ class ExportedModel:
     @property
     def label_names(self) -> list[str]:
         return sidecar_label_names(self.meta)
+
+    @property
+    def trained_on_sample(self) -> bool:
+        return trained_on_sample(self.meta)
+
+
+def trained_on_sample(meta: dict) -> bool:
+    """Whether a sidecar says its weights were trained on the generated sample data (a demonstration,
+    not a detector); imported weights and sidecars written before the mark existed say no."""
+    return bool((meta.get("data") or {}).get("sample"))
 
 
 def sidecar_label_names(meta: dict) -> list[str]:

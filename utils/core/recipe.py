@@ -2,7 +2,8 @@
 
 Precedence, the one rule every command follows: defaults < recipe (its ``extends`` chain, then a
 stage's and a model's sections) < the dataset's root environment variable (``$FFPP_ROOT``...) <
-``--set section.key=value``. YAML syntax errors and keys written twice name ``file:line``. The
+``--set section.key=value``; a config asking for the generated sample data (``data.sample: true``) is
+not redirected by the environment variable. YAML syntax errors and keys written twice name ``file:line``. The
 resolved config is saved beside each run.
 """
 from __future__ import annotations
@@ -99,12 +100,16 @@ def environment_root(raw: dict, dataset: str) -> dict:
 def resolve(raw: dict, overrides: list[str] | None = None) -> Config:
     """Merge ``raw`` (recipe layers), the dataset's root environment variable, then ``--set``.
 
-    This is the one precedence rule: ``--set`` > environment > recipe > defaults (and the sample data
-    when no root is given at all).
+    This is the one precedence rule: ``--set`` > environment > recipe > defaults. A recipe or ``--set``
+    that asks for the sample data (``data.sample: true``) is not redirected by the environment variable
+    (an explicit ``data.root`` still wins); with no root and no ``data.sample``, runs stop
+    (:func:`utils.data.index.data_root`).
     """
     over = parse_overrides(overrides or [])
-    dataset = deep_merge(raw, over).get("data", {}).get("dataset", DataConfig.dataset)
-    return check_values(build_config(deep_merge(environment_root(raw, dataset), over)), "recipe and --set")
+    data = deep_merge(raw, over).get("data", {})
+    dataset = data.get("dataset", DataConfig.dataset)
+    base = raw if data.get("sample", DataConfig.sample) else environment_root(raw, dataset)
+    return check_values(build_config(deep_merge(base, over)), "recipe and --set")
 
 
 def load_config(recipe: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:

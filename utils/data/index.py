@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from utils.core.config import DataConfig
-from utils.core.errors import ConfigError
+from utils.core.errors import ConfigError, UsageError
 from utils.core.registry import get_dataset, list_datasets
 from utils.data.adapters.common import DatasetLayoutError, absolute, layout_error
 from utils.data.classes import apply_classes
@@ -32,12 +32,44 @@ def sample_dir() -> Path:
     return Path(os.environ.get(SAMPLE_DIR_ENV, DEFAULT_SAMPLE_DIR))
 
 
+SAMPLE_NOTE = "sample (generated, not a real dataset)"
+
+
+def missing_root_message(data: DataConfig) -> str:
+    """The one line that stops a run with no dataset root: what to set, and how to try the toolkit."""
+    env = get_dataset(data.dataset).root_env if data.dataset in list_datasets() else ""
+    where = f"export {env}=/path/to/{data.dataset} or " if env else ""
+    name = data.dataset or "dataset"
+    return (f"no {name} root given: {where}pass --set data.root=/path/to/{data.dataset}; to try the toolkit "
+            "without data run `make demo` (or --set data.sample=true for the generated sample data)")
+
+
 def data_root(data: DataConfig) -> tuple[Path, bool]:
     """(root, is_sample): ``data.root`` (already resolved: ``--set`` > environment > recipe), else the
-    generated sample data of the dataset."""
+    generated sample data of the dataset when ``data.sample`` asks for it.
+
+    Raises:
+        UsageError: no root and no ``data.sample``: a production run never falls back to toy data.
+    """
     if data.root:
         return absolute(data.root), False
-    return sample_dir() / data.dataset, True
+    if data.sample:
+        return sample_dir() / data.dataset, True
+    raise UsageError(missing_root_message(data))
+
+
+def check_data_root(data: DataConfig) -> None:
+    """Refuse a config that names no dataset root and does not ask for the sample (no I/O: call it
+    before anything is built or written)."""
+    data_root(data)
+
+
+def data_source(data: DataConfig) -> dict:
+    """What a run's data is, for summaries, sidecars and reports: ``{dataset, root, sample}`` (describes,
+    never refuses: :func:`check_data_root` does that; an unresolved root is "")."""
+    is_sample = not data.root and data.sample
+    root = absolute(data.root) if data.root else sample_dir() / data.dataset if is_sample else ""
+    return {"dataset": data.dataset, "root": str(root), "sample": is_sample}
 
 
 def _check_unique(records: list[VideoRecord], name: str) -> None:

@@ -55,5 +55,6 @@ def loader_workers(requested: int, cores: int | None = None) -> int:
         return requested
     if (requested, cores) not in _reported:
         _reported.add((requested, cores))
-        logger.info("data.num_workers=%d capped at %d: this process can use %d core(s)", requested, cores, cores)
+        logger.info("data.num_workers=%d capped at %d: this process can use %d core(s)",
+                    requested, cores, cores)
     return cores

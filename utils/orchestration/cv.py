@@ -39,7 +39,7 @@ from utils.core.registry import get_dataset
 from utils.data.classes import model_classes
 from utils.data.folds import (FIXED_TEST, FoldAssignment, fold_records, inner_validation_groups, load_or_create,
                               recipe_val_fraction, split_pool)
-from utils.data.index import data_root
+from utils.data.index import check_data_root, data_root
 from utils.data.records import VideoRecord
 from utils.data.sources import hold_out as hold_out_sources, select_sources
 from utils.engine.predictions import FramePredictions
@@ -113,6 +113,7 @@ def plan_cv(recipe_raw: dict, model: str, *, k: int = 5, stage: int | None = Non
             recipe: str = "", acc=None) -> CVPlan:
     """Resolve the config, index the data, deal (or read) the folds; nothing is trained yet."""
     cfg, stage = resolve_cv_config(recipe_raw, model, stage, list(overrides or []), recipe)
+    check_data_root(cfg.data)   # no root and no data.sample: refused before anything is built
     if k < 2:
         raise UsageError(f"--folds must be at least 2, got {k}")
     if val_fraction is not None and not 0 < val_fraction < 1:

@@ -134,6 +134,9 @@ class FileResult:
 def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> Member:
     """Load an exported checkpoint (safetensors + sidecar) for prediction."""
     exported = load_exported(path, map_location=device)
+    if exported.trained_on_sample:
+        logger.warning("%s was trained on the generated sample data, not a real dataset: its verdicts "
+                       "demonstrate the toolkit, they do not detect deepfakes", path)
     transform = build_transforms(exported.input_spec, train=False, clahe=exported.config.data.clahe)
     return Member(exported, transform)
 

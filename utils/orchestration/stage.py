@@ -27,6 +27,7 @@ from utils.core.recipe import save_config
 from utils.core.registry import create_model
 from utils.data.cache_io import load_failures
 from utils.data.classes import model_classes
+from utils.data.index import check_data_root, data_source
 from utils.data.normalization import real_train_stats
 from utils.engine.setup import make_accelerator, seed_everything
 from utils.engine.trainer import Trainer
@@ -37,7 +38,9 @@ logger = logging.getLogger(__name__)
 
 
 def check_stage(cfg: Config) -> None:
-    """What can only be checked against the model and the metrics: refused before anything is written."""
+    """What can only be checked against the model, the metrics and the data root: refused before anything
+    is written (a run with no dataset root that does not ask for the sample data stops here)."""
+    check_data_root(cfg.data)
     names = validation_metric_names(cfg.model.num_classes)
     if cfg.trainer.monitor not in names:
         raise ConfigError(f"trainer.monitor '{cfg.trainer.monitor}' is not a validation metric; choose one of "
@@ -115,6 +118,8 @@ def evaluate_stage(trainer: Trainer, cfg: Config, cache: Path, records: list, ou
                                title=title + (f" {s}" if s != "test" else ""), n_boot=300,
                                seed=cfg.trainer.seed, threshold_source="validation")
                for s in dict.fromkeys((split, *extra_splits))}
+    for r in reports.values():
+        r["data"] = data_source(cfg.data)   # the report says when it measured the generated sample
     report = reports[split]
     if split == "val":
         report["warnings"].append("no test split: this report is on the validation split, which also chose "
@@ -142,7 +147,7 @@ def stage_summary(cfg: Config, stage: int, state, report: dict, rd: Path, start_
             "test_video_balanced_acc": report["video"]["metrics"].get("balanced_acc"),
             "test_frame_auc": report["frame"]["metrics"].get("auc"),
             "collapsed": report["collapsed"], "threshold": report["threshold"].get("video"),
-            "wall_s": round(time.time() - start_time, 1), "run_dir": str(rd)}
+            "wall_s": round(time.time() - start_time, 1), "run_dir": str(rd), "data": data_source(cfg.data)}
 
 
 def set_aside(rd: Path) -> Path | None:
@@ -189,7 +194,7 @@ def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | No
     phases, val_set = stage_datasets(cfg, model.input_spec, cache, records)
     meta = {"model": cfg.model.name, "model_kwargs": model_kwargs, "stage": stage,
             "init": str(start) if start else None, "label_names": list(cfg.data.classes),
-            "normalization": norm}
+            "normalization": norm, "data": data_source(cfg.data)}
     trainer = Trainer(model, cfg, rd, phases, val_set, export_meta=meta, accelerator=acc,
                       validation=validation_metrics)
     trainer.resume(resume)
