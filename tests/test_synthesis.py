@@ -165,3 +165,15 @@ def test_real_only_drops_the_fakes_and_configuration_errors_name_the_key(talking
         build_dataset(cache, records, spec, _data(["nope"]), train=True)
     untouched = build_dataset(cache, records, spec, _data(["blend"], splits=["val"]), train=True)
     assert len(untouched) == untouched.twins.n_base  # a split the recipe does not name gets no twins
+
+
+def test_synthesisers_share_no_code_with_the_sample_generator():
+    """Models trained on synthetic fakes are tested on the generator's fakes: no shared code or masks."""
+    import ast
+    from pathlib import Path
+    import utils.data.synthesis as pkg
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith("utils.data.sample") for n in names), f"{path.name} imports {names}"

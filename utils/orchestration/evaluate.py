@@ -9,6 +9,7 @@ fitted on validation.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -22,7 +23,7 @@ from evaluation.metrics import choose_threshold
 from evaluation.report import write_report
 from evaluation.scoring import build_report
 from utils.core.checkpoint import ExportedModel, load_exported, read_sidecar, sidecar_label_names
-from utils.core.config import Config
+from utils.core.config import Config, SynthesisConfig
 from utils.core.recipe import resolve
 from utils.core.errors import UsageError
 from utils.core.registry import get_dataset
@@ -38,13 +39,16 @@ logger = logging.getLogger(__name__)
 def eval_config(trained: Config, dataset: str, root: str = "", cache: str = "",
                 overrides: list[str] | None = None) -> Config:
     """The run config of a checkpoint pointed at ``dataset``: root, cache and dataset options are reset
-    when it differs from the training dataset; then ``--root``/``--cache``, the environment, ``--set``."""
+    when it differs from the training dataset, and the training's synthetic fakes are switched off (a
+    checkpoint is evaluated on the data as it is); then ``--root``/``--cache``, the environment, ``--set``
+    (which may switch synthesis back on, as the cue probes do)."""
     raw = trained.to_dict()
     if raw["data"]["dataset"] != dataset:
         shared = set(Config().data.__dataclass_fields__) - {"options"}
         raw["data"] = {k: v for k, v in raw["data"].items() if k in shared}
         raw["data"].update(dataset=dataset, root="", cache="", train_sources=[], eval_sources=[])
     raw["stages"], raw["models"] = {}, {}
+    raw["data"]["synthesis"] = dataclasses.asdict(SynthesisConfig())  # the data as it is: no synthetic twins
     given = [f"data.root={root}"] * bool(root) + [f"data.cache={cache}"] * bool(cache)
     return resolve(raw, given + list(overrides or []))
 
