@@ -23,7 +23,7 @@ from utils.core.errors import UsageError
 from utils.core.recipe import load_config, load_recipe
 from utils.core.registry import DATASETS
 from utils.data import workers
-from utils.data.index import SAMPLE_NOTE, check_data_root, data_root
+from utils.data.index import SAMPLE_NOTE, check_data_root, data_root, data_source
 from utils.engine.setup import make_loader
 from utils.orchestration import cli
 from utils.orchestration.curriculum import defined_stages, resolve_stage
@@ -125,6 +125,9 @@ def test_the_demo_and_test_recipes_ask_for_the_sample_and_get_it(recipe, stage, 
 def test_set_data_sample_opts_a_production_recipe_in(no_roots):
     cfg = resolve_stage(load_recipe(CONFIGS / "curriculum.yaml"), "cm", 2, ["data.sample=true"])
     assert data_root(cfg.data) == (Path("data/sample/celebdf"), True)
+    # what summaries, sidecars and reports record: an absolute root, so it still means something later
+    assert data_source(cfg.data) == {"dataset": "celebdf", "root": str(no_roots / "data" / "sample" / "celebdf"),
+                                     "sample": True}
     assert load_config(None, ["data.dataset=dfdc"]).data.sample is False          # the default refuses
 
 

@@ -68,7 +68,7 @@ def data_source(data: DataConfig) -> dict:
     """What a run's data is, for summaries, sidecars and reports: ``{dataset, root, sample}`` (describes,
     never refuses: :func:`check_data_root` does that; an unresolved root is "")."""
     is_sample = not data.root and data.sample
-    root = absolute(data.root) if data.root else sample_dir() / data.dataset if is_sample else ""
+    root = absolute(data.root) if data.root else absolute(sample_dir() / data.dataset) if is_sample else ""
     return {"dataset": data.dataset, "root": str(root), "sample": is_sample}
 
 
