@@ -20,7 +20,9 @@ from utils.data.datasets import build_dataset
 from utils.data.faces import Detection
 from utils.data.footage import carphone_path
 from utils.data.records import VideoRecord
-from utils.data.synthesis import SynthItem, get_synthesiser, list_synthesisers
+from utils.data.synthesis import (
+    SYNTHESISERS, SynthItem, Synthesiser, get_synthesiser, list_synthesisers, register_synthesiser,
+)
 from utils.data.video import read_frames, write_video
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -84,11 +86,14 @@ def test_flicker_keeps_each_frame_close_to_its_real_and_changes_over_time(clip):
     assert motion(fake) > motion(clip) * 1.05, "the flicker adds no change over time"
 
 
-def test_flicker_and_av_offset_refuse_single_images(clip):
-    with pytest.raises(ValueError, match="clip"):
-        get_synthesiser("flicker")(_item(clip[:1]), np.random.default_rng(0))
-    with pytest.raises(ValueError, match="audio"):
-        get_synthesiser("av_offset")(_item(clip[:2]), np.random.default_rng(0))
+def test_a_single_flicker_frame_and_av_offset_without_audio(clip):
+    """Flicker on one image is one weak frame of such a clip (inside its mask only); av_offset for a model
+    without audio returns its real pixel for pixel (the chance-level control of the probes)."""
+    one = get_synthesiser("flicker")(_item(clip[:1]), np.random.default_rng(0))
+    assert not np.array_equal(one.frames[0], clip[0])
+    assert np.array_equal(one.frames[0][one.mask == 0], clip[0][one.mask == 0])
+    same = get_synthesiser("av_offset")(_item(clip[:2]), np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(same.frames, clip[:2])) and same.audio is None
 
 
 # ------------------------------------------------------------------------------------ in the datasets
@@ -153,14 +158,25 @@ def test_twins_read_their_real_item_and_repeat_in_a_fresh_dataset(talking, crop)
     assert len({ds[k]["method"] for k in range(n, len(ds))}) > 1, "training draws one kind only"
 
 
+class _ClipOnly(Synthesiser):
+    kind, clip_only = "clip_only_probe", True
+
+    def make(self, item, rng):
+        return item
+
+
 def test_real_only_drops_the_fakes_and_configuration_errors_name_the_key(talking):
     cache, records = talking
     spec = InputSpec(crop="face", image_size=64)
     ds = build_dataset(cache, records, spec, _data(["blend"], real_only=True), train=True)
     assert not any(v.startswith("v3") for v in ds.video_ids)
     assert ds.labels.count(0) == ds.labels.count(1)
-    with pytest.raises(ConfigError, match="flicker.*single images"):
-        build_dataset(cache, records, spec, _data(["flicker"]), train=True)
+    register_synthesiser(_ClipOnly)
+    try:
+        with pytest.raises(ConfigError, match="clip_only_probe.*single images"):
+            build_dataset(cache, records, spec, _data(["clip_only_probe"]), train=True)
+    finally:
+        SYNTHESISERS.unregister("clip_only_probe")
     with pytest.raises(ConfigError, match="data.synthesis.kinds.*nope"):
         build_dataset(cache, records, spec, _data(["nope"]), train=True)
     untouched = build_dataset(cache, records, spec, _data(["blend"], splits=["val"]), train=True)

@@ -78,7 +78,8 @@ class Synthesiser:
     """Base class: ``kind`` names it (samples made by it carry ``method = "synth:<kind>"``).
 
     Subclasses implement :meth:`make`. ``clip_only`` synthesisers need a clip of at least two frames;
-    ``needs_audio`` ones a clip with its audio window.
+    ``needs_audio`` ones change the audio window only, so for a model that reads no audio their fakes
+    are identical to their reals (a chance-level control, never a training signal).
     """
 
     kind: ClassVar[str] = ""
@@ -93,9 +94,6 @@ class Synthesiser:
         if self.clip_only and len(item.frames) < 2:
             raise ValueError(f"the {self.kind!r} synthesiser changes a clip over time: it needs a clip "
                              f"model (clip_len >= 2), got single images")
-        if self.needs_audio and item.audio is None:
-            raise ValueError(f"the {self.kind!r} synthesiser changes the audio: it needs a model that reads "
-                             "audio (input_spec.audio)")
         return self.make(item, rng)
 
     def __repr__(self) -> str:

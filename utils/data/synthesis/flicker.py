@@ -5,7 +5,8 @@ the colour correction wander over time even where each frame looks clean. Each f
 a weak blend (ratio 0.1-0.3) of itself shifted by a whole pixel or two (no interpolation, so no blur)
 with a small colour offset, along a face mask that moves; mask position, shift, colour and ratio are
 drawn anew for every frame. Each frame alone stays close to its real (mean, variance, detail and JPEG
-statistics barely move); the change over time is the cue.
+statistics barely move); the change over time is the cue. Given a single image (a frame model's view of
+such a clip) it makes one such frame: what a frame model can see of the fake.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ def roll(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
 @register_synthesiser
 class Flicker(Synthesiser):
     kind = "flicker"
-    clip_only = True
 
     def make(self, item: SynthItem, rng: np.random.Generator) -> SynthItem:
         size = face_size(item)
