@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
 
-from utils.core.recipe import load_recipe
 from utils.core.registry import create_model, list_models
 from utils.orchestration import cli
-from utils.orchestration.curriculum import resolve_stage
+from utils.orchestration.curriculum import short_stage
 from utils.orchestration.stage import run_stage
 
 RECIPE = Path(__file__).resolve().parents[1] / "launch" / "configs" / "demo.yaml"
@@ -30,14 +28,8 @@ AUDIO_DATASET = "dfdc"
 
 def stage_config(model: str, dataset: str, steps: int, steps_per_epoch: int, extra: list[str]):
     """The demo recipe's stage for ``dataset``, run as a first stage (no handoff), for ``steps`` steps."""
-    raw = load_recipe(RECIPE)
     stage = STAGE_OF[dataset]
-    raw["stages"] = {stage: raw["stages"][stage]}
-    epochs = max(1, math.ceil(steps / steps_per_epoch))
-    sets = [f"trainer.max_steps_per_epoch={steps_per_epoch}", f"trainer.epochs={epochs}",
-            "trainer.epochs_per_chunk=0", "trainer.early_stopping_patience=0", "logging.tensorboard=false",
-            "logging.progress_bar=false", *extra]
-    return resolve_stage(raw, model, stage, sets, recipe=str(RECIPE)), stage
+    return short_stage(RECIPE, model, stage, steps, steps_per_epoch, extra), stage
 
 
 def row(model: str, dataset: str, summary: dict) -> dict:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from utils.core.config import Config, deep_merge, validate_sections
-from utils.core.recipe import resolve
+from utils.core.recipe import load_recipe, resolve
 from utils.core.errors import UsageError
 
 
@@ -51,6 +51,20 @@ def resolve_stage(recipe_raw: dict, model: str, stage: int, overrides: list[str]
     cfg = resolve(raw, overrides)
     cfg.model.name = model
     return cfg
+
+
+def short_stage(recipe: str | Path, model: str, stage: int, steps: int, steps_per_epoch: int,
+                overrides: list[str] | None = None) -> Config:
+    """One stage of a recipe run on its own (no handoff from the stage before) for about ``steps``
+    optimizer steps, validating every ``steps_per_epoch`` steps, without early stopping or TensorBoard:
+    what the benchmarks and the cue probes train."""
+    raw = load_recipe(recipe)
+    raw["stages"] = {k: v for k, v in raw.get("stages", {}).items() if int(k) == stage}  # no handoff
+    epochs = max(1, -(-steps // steps_per_epoch))
+    sets = [f"trainer.max_steps_per_epoch={steps_per_epoch}", f"trainer.epochs={epochs}",
+            "trainer.epochs_per_chunk=0", "trainer.early_stopping_patience=0", "logging.tensorboard=false",
+            "logging.progress_bar=false", *(overrides or [])]
+    return resolve_stage(raw, model, stage, sets, recipe=str(recipe))
 
 
 def previous_stage(cfg: Config, stage: int) -> int | None:
