@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from accelerate import Accelerator
 
+from evaluation.cross_dataset import cross_dataset_row, write_cross_dataset
 from evaluation.ensemble import (align_videos, average_probs, check_members, combine, fit_weights,
                                  load_weights, save_weights)
 from evaluation.metrics import choose_threshold
@@ -117,6 +118,21 @@ def evaluate_checkpoints(checkpoints: list[str], dataset: str, split: str, out_d
                             report["threshold"]["video"], out / ("gallery" if len(preds) == 1 else f"gallery_{i}"),
                             explain, method=explain_method)
     return report
+
+
+def cross_dataset(checkpoint: str | os.PathLike, datasets: list[str], split: str, out_dir: str | os.PathLike,
+                  **kwargs) -> list[dict]:
+    """One checkpoint on the ``split`` of each of ``datasets`` (its report in ``out_dir/<dataset>``), and the
+    cross-dataset table of their frame and video AUC (``out_dir/cross_dataset.{json,md}``); ``kwargs`` go to
+    :func:`evaluate_checkpoints`. Returns the table's rows."""
+    out = Path(out_dir)
+    rows = [cross_dataset_row(d, evaluate_checkpoints([str(checkpoint)], d, split, out / d, **kwargs))
+            for d in datasets]
+    acc = kwargs.get("accelerator")
+    if acc is None or acc.is_main_process:
+        write_cross_dataset(rows, out, f"{Path(checkpoint).parent.name} of {read_sidecar(checkpoint)['model']}: "
+                                       f"{split} split of each dataset")
+    return rows
 
 
 def _ensemble_weights(checkpoints, preds, val_split, aggregation, weights_file, fit, out: Path, acc):
