@@ -239,8 +239,12 @@ def test_clip_models_refuse_still_images(tmp_path, caplog):
 
 def test_image_samples_layouts_groups_and_no_file_level_shortcut(image_samples):
     three = image_samples / "imagefolder"
-    for split, expected in (("train", (120, 120, 40)), ("val", (60, 60, 20))):
+    for split, expected in (("train", (120, 120, 40)), ("val", (60, 60, 20)), ("test", (60, 60, 20))):
         assert tuple(len(list((three / split / c).glob("*.jpg"))) for c in ("real", "fake", "aifake")) == expected
+    # the held-out test split has its own people: no group (person) in two splits
+    three_recs = build_index(DataConfig(dataset="imagefolder", face_crops=True), three)
+    assert Counter(r.split for r in three_recs) == {"train": 280, "val": 140, "test": 140}
+    assert all(len(s) == 1 for s in splits_per_group(three_recs).values())
     multi = image_samples / "manifest"
     recs = build_index(DataConfig(dataset="manifest", face_crops=True), multi)
     assert {r.method for r in recs} == {"real/wiki", "fake/inpainting", "fake/faceswap", "fake/text2img"}

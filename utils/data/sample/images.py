@@ -4,10 +4,12 @@ Both are written lazily, the first time a run needs their sample root, so ``make
 for them. The photos are renders of the sample identities (:mod:`utils.data.sample.render`) framed
 as face crops; fakes are made by the techniques their names stand for:
 
-* ``imagefolder`` -- ``{train,val}/{real,fake,aifake}/*.jpg``, 3 : 3 : 1 (the imbalance of the image
-  set this toolkit's users started from): real photos; face swaps (``Deepfakes`` / ``FaceSwap`` of
-  :mod:`utils.data.sample.manipulations` pasting a donor's face); and *generated* images, made by
-  whole-image synthesis (:mod:`utils.data.sample.synthesis`) -- no photo under them at all.
+* ``imagefolder`` -- ``{train,val,test}/{real,fake,aifake}/*.jpg``, 3 : 3 : 1 (the imbalance of the
+  image set this toolkit's users started from): real photos; face swaps (``Deepfakes`` / ``FaceSwap``
+  of :mod:`utils.data.sample.manipulations` pasting a donor's face); and *generated* images, made by
+  whole-image synthesis (:mod:`utils.data.sample.synthesis`) -- no photo under them at all. Every
+  split has its own people (real, target, donor and generated identities alike), so ``test/`` is held
+  out from what training saw and from what chose the best epoch (``val/``).
 * ``manifest`` -- ``real/wiki/``, ``fake/{inpainting,faceswap,text2img}/`` and ``manifest.csv``
   (path, label, source, group; no split: carved by group). Several photos per person; an inpainted
   or face-swapped image keeps the base photo's file name, so its group is the base photo's person.
@@ -34,7 +36,8 @@ from utils.data.sample.synthesis import Decoder, inpaint, jpeg_bytes, regrain, s
 IMAGE_SETS = ("imagefolder", "manifest", "deepfakebench")   # the image samples, one folder each
 SIZE, QUALITY = 128, 90
 SWAPS = ("Deepfakes", "FaceSwap")
-THREE_CLASS = {"train": (40, 40, 20), "val": (20, 20, 10)}   # people per class (real, fake, aifake)
+THREE_CLASS = {"train": (40, 40, 20), "val": (20, 20, 10), "test": (20, 20, 10)}   # people per class
+SPLIT_PREFIX = {"train": "t", "val": "v", "test": "h"}   # of the people's names: no name in two splits
 PHOTOS = {"real": 3, "fake": 3, "aifake": 2}                  # photos per person: 3 : 3 : 1 images
 MULTI_SOURCE_PEOPLE, MULTI_SOURCE_GENERATED = 40, 20
 PHOTOS_PER_WIKI_PERSON = 3
@@ -134,16 +137,18 @@ def _generated(w: Writer, rng: np.random.Generator, folder: str, prefix: str, co
 
 
 def write_three_class(root: Path, seed: int) -> dict:
-    """``{train,val}/{real,fake,aifake}/*.jpg`` (see the module doc); returns the file table."""
+    """``{train,val,test}/{real,fake,aifake}/*.jpg`` (see the module doc); returns the file table.
+
+    Each split draws from its own random stream, so adding a split leaves the others' files unchanged."""
     w = Writer(root)
     for split, (n_real, n_fake, n_gen) in THREE_CLASS.items():
-        rng = rng_for(seed, "imagefolder", split)
-        sizes = _reals(w, f"{split}/real", _people(rng, f"{split[0]}r", n_real, PHOTOS["real"]), "real", "")
-        donors = [p for _, ps in _people(rng, f"{split[0]}d", n_fake, 1) for p in ps]
+        rng, pre = rng_for(seed, "imagefolder", split), SPLIT_PREFIX[split]
+        sizes = _reals(w, f"{split}/real", _people(rng, f"{pre}r", n_real, PHOTOS["real"]), "real", "")
+        donors = [p for _, ps in _people(rng, f"{pre}d", n_fake, 1) for p in ps]
         targets = size_targets(rng, sizes, n_fake * PHOTOS["fake"] + n_gen * PHOTOS["aifake"])
-        _swaps(w, rng, f"{split}/fake", _people(rng, f"{split[0]}f", n_fake, PHOTOS["fake"]), donors, targets,
+        _swaps(w, rng, f"{split}/fake", _people(rng, f"{pre}f", n_fake, PHOTOS["fake"]), donors, targets,
                "fake", "")
-        _generated(w, rng, f"{split}/aifake", f"{split[0]}g", n_gen, PHOTOS["aifake"], targets, "aifake", "")
+        _generated(w, rng, f"{split}/aifake", f"{pre}g", n_gen, PHOTOS["aifake"], targets, "aifake", "")
     return w.files
 
 

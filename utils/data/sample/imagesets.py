@@ -29,7 +29,7 @@ from utils.data.video import read_frames
 logger = logging.getLogger(__name__)
 
 MARKER = ".sample_complete.json"
-VERSION = 1
+VERSION = 2                  # 2: the imagefolder sample has a held-out test split
 DFB_DATASET = "FaceForensics++"
 DFB_LABELS = {"original": "FF-real", "Deepfakes": "FF-DF", "Face2Face": "FF-F2F", "FaceSwap": "FF-FS",
               "NeuralTextures": "FF-NT"}
