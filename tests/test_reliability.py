@@ -132,17 +132,18 @@ def test_sigterm_saves_state_exits_and_the_rerun_matches(procs, uninterrupted, t
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 2 MB tmpfs when the test may mount one (root), else None (the write is patched instead)."""
+    """A real 2 MB tmpfs; the test is skipped, saying why, where none can be mounted."""
     where = tmp_path / "small"
     where.mkdir()
-    if os.geteuid() == 0 and shutil.which("mount"):
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)],
-                            capture_output=True).returncode == 0
-        if ok:
-            yield where, True
-            subprocess.run(["umount", "-l", str(where)], capture_output=True)
-            return
-    yield where, False
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a 2 MB tmpfs needs root and mount(8); the free-space pre-check is also "
+                    "driven through launch/train.py by test_train_refuses_a_state_the_disk_cannot_hold")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"could not mount a 2 MB tmpfs: {proc.stderr.strip() or proc.returncode}")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
 def _tiny_trainer(run_dir: Path):
@@ -168,37 +169,60 @@ def test_full_disk_names_the_path_keeps_the_previous_state_and_resumes(small_dis
     from utils.core.errors import WriteError
     from utils.engine import persistence
     from utils.engine.state import list_state_dirs
-    folder, real = small_disk
-    trainer = _tiny_trainer(folder / "run")
+    trainer = _tiny_trainer(small_disk / "run")
     trainer.fit()
     first = list_state_dirs(trainer.ckpt_root)
     assert len(first) == 1
     trainer.state.global_step += 1
-    if real:
-        junk = _fill(folder, 8_000)
-        with pytest.raises(WriteError, match=r"no space left on device: need ~.* MB in .*checkpoints"):
-            trainer.save_state()                               # refused before writing: too little space
-        monkeypatch.setattr(persistence, "space_problem", lambda root: None)
-        with pytest.raises(WriteError, match=r"no space left on device writing .*step_"):
-            trainer.save_state()                               # the write itself fails
-    else:
-        junk = None
-
-        def enospc(*a, **k):
-            raise OSError(28, "No space left on device")
-        monkeypatch.setattr(trainer.acc, "save_state", enospc)
-        with pytest.raises(WriteError, match=r"no space left on device writing .*step_"):
-            trainer.save_state()
-        monkeypatch.undo()
+    junk = _fill(small_disk, 8_000)
+    with pytest.raises(WriteError, match=r"no space left on device: need ~.* MB in .*checkpoints"):
+        trainer.save_state()                               # refused before writing: too little space
+    monkeypatch.setattr(persistence, "space_problem", lambda root: None)
+    with pytest.raises(WriteError, match=r"no space left on device writing .*step_"):
+        trainer.save_state()                               # the write itself fails on the full disk
     assert list_state_dirs(trainer.ckpt_root) == first       # the previous state is still there, whole
     assert not list(trainer.ckpt_root.glob(".*tmp*"))          # and no partial folder is left
-    if junk is not None:
-        junk.unlink()
+    junk.unlink()
     monkeypatch.undo()
     trainer.save_state()                                       # space freed: saving works again
-    again = _tiny_trainer(folder / "run")
+    again = _tiny_trainer(small_disk / "run")
     assert again.resume("auto") and again.state.global_step == trainer.state.global_step
     trainer.close()
+
+
+# what the launched process sees: shutil.disk_usage reports FAKE_FREE_BYTES free under FAKE_FULL_DIR
+FAKE_DISK = """import os, shutil
+_real = shutil.disk_usage
+def _disk_usage(path):
+    usage = _real(path)
+    if os.path.abspath(str(path)).startswith(os.environ["FAKE_FULL_DIR"]):
+        free = int(os.environ["FAKE_FREE_BYTES"])
+        return type(usage)(usage.total, usage.total - free, free)
+    return usage
+shutil.disk_usage = _disk_usage
+"""
+
+
+def test_train_refuses_a_state_the_disk_cannot_hold(sample_data, stage_cache_root, tmp_path):
+    """``launch/train.py`` with a disk that reports 1 MB free under the run folder: the first state is
+    written (nothing to size it by), the next is refused before anything of it is written, with the
+    size it needs, and the command exits 1 with one error line."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(FAKE_DISK)
+    out = tmp_path / "runs"
+    proc = run([sys.executable, TRAIN, "--model", "cm", "--stage", "1", "--config", RECIPE, "--output-dir", str(out),
+                "--set", f"data.cache_root={stage_cache_root}", "logging.tensorboard=false"], check=False,
+               env={"DEEPFAKE_SAMPLE_DIR": str(sample_data), "PYTHONPATH": str(tmp_path / "site"),
+                    "FAKE_FULL_DIR": str(out), "FAKE_FREE_BYTES": str(10**6)})
+    ckpt = out / "cm" / "stage1" / "checkpoints"
+    states = sorted(p.name for p in ckpt.iterdir())
+    assert states == ["step_00000002"], (states, proc.stderr[-3000:])   # the first state only, no partial one
+    need = sum(f.stat().st_size for f in (ckpt / "step_00000002").rglob("*") if f.is_file()) * 1.2 / 1e6
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert errors == [f"error: no space left on device: need ~{need:.0f} MB in {ckpt} for the next resumable "
+                      "state, 1 MB free; free some space and run the same command to resume"], errors
+    assert need > 1 and not (out / "cm" / "stage1" / "summary.json").exists()
 
 
 # --------------------------------------------------------------------------------------- multi-node
