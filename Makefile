@@ -12,7 +12,7 @@ SAMPLE ?= data/sample
 # albumentations otherwise checks PyPI for a newer version on import (a 2 s network timeout offline)
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install test test-fast demo bench tensorboard train-all-specialists sample-data clean
+.PHONY: install test test-profile test-fast demo bench tensorboard train-all-specialists sample-data clean
 
 install: $(STAMP)
 
@@ -25,8 +25,19 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --no-deps facenet-pytorch==2.5.3
 	touch $@
 
+# Two pytest-xdist workers, one per core; tests that share an expensive module fixture, and those that
+# start two processes, stay together in an xdist group (tests/conftest.py).
+TEST_WORKERS ?= 2
+TEST_ARGS := -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
+PROFILE ?= bench/results/test_profile.json
+
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+	$(PY) -m pytest $(TEST_ARGS) --durations=15
+
+# The same run, with per-test and per-fixture setup times written to $(PROFILE) (JSON) and summarised;
+# `make test-profile PROFILE=new.json COMPARE=old.json` also compares two runs.
+test-profile: install
+	$(PY) bench/test_profile.py --json $(PROFILE) $(if $(COMPARE),--compare $(COMPARE),) -- $(TEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
