@@ -39,10 +39,10 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def env(sample_data, tmp_path_factory):
+def env(sample_data, stage_cache_root):
     mp = pytest.MonkeyPatch()
     mp.setenv("DEEPFAKE_SAMPLE_DIR", str(sample_data))
-    yield tmp_path_factory.mktemp("switch-cache")
+    yield stage_cache_root        # the shared FF++ cache of the end-to-end settings, built once per session
     mp.undo()
 
 
