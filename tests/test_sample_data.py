@@ -352,7 +352,9 @@ def test_refuses_to_overwrite_foreign_folders(tmp_path: Path):
 
 CROP = 64          # face crops, px
 BACKGROUND = (64, 48)
-STEPS, BATCH = 400, 32
+# 200 steps: on seeds 0, 1, 2 the face crops reach AUC 0.95-0.96 (bar 0.90) while shuffled labels stay at
+# 0.52-0.56 and the background alone at 0.50 (bar 0.65): the budget learns a cue that is there
+STEPS, BATCH = 200, 32
 
 
 def _face_crop(frame: np.ndarray, box, margin: float = 1.3) -> np.ndarray:
