@@ -1,14 +1,23 @@
 """Video and audio decoding for the face-crop cache.
 
 Frames are read with decord's ``VideoReader.get_batch`` over the wanted indices (one pass, never a
-seek per frame: seeking to each frame of an H.264 file is several times slower); when decord is missing or fails on a file, PyAV decodes the video
-sequentially and keeps the wanted frames. Audio is read with PyAV, resampled to mono float32 at the
-requested rate and shifted so that sample 0 is the time of the first video frame: frame ``i`` shown
-at ``times[i]`` seconds lines up with sample ``round(times[i] * sr)``.
+seek per frame: seeking to each frame of an H.264 file is several times slower); when decord is missing
+or fails on a file, PyAV decodes the video sequentially and keeps the wanted frames. Audio is read with
+PyAV, resampled to mono float32 at the requested rate and shifted so that sample 0 is the time of the
+first video frame: frame ``i`` shown at ``times[i]`` seconds lines up with sample
+``round(times[i] * sr)``.
+
+The decoders' own logging is silenced (PyAV's and decord's FFmpeg log levels; decord's C++ error lines,
+which bypass both, by sending file descriptor 2 elsewhere around its calls): a broken file becomes one
+:class:`VideoReadError` naming the file and the reason, which the caller reports once.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -52,12 +61,49 @@ def _decord():
         import decord
     except ImportError:  # pragma: no cover - decord has x86-64 Linux wheels only
         return None
+    decord.logging.set_level(decord.logging.QUIET)   # its FFmpeg's log lines ("moov atom not found")
     return decord
 
 
 def _av():
     import av
+    av.logging.set_level(None)                       # PyAV's FFmpeg log: off (the errors are raised)
     return av
+
+
+@contextlib.contextmanager
+def _native_stderr():
+    """File descriptor 2 sent to a temporary file while native decoder code runs: decord's C++ writes
+    its error lines (``video_reader.cc: ERROR opening``) straight to it. Yields a list that receives the
+    captured text, logged at debug level."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    captured: list[str] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode("utf-8", "replace").strip())
+    if captured[0]:
+        logger.debug("decoder output: %s", captured[0])
+
+
+def _reason(e: Exception) -> str:
+    """An FFmpeg error without its errno and repeated file name: ``Invalid data found when processing
+    input`` rather than ``[Errno 1094995529] Invalid data found when processing input: '/x.mp4'``."""
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise VideoReadError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"{path} is empty (0 bytes)")
 
 
 def _open_av(path: str | Path):
@@ -65,7 +111,8 @@ def _open_av(path: str | Path):
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, OSError) as e:
-        raise VideoReadError(f"cannot open {path}: {e}") from e
+        hint = " (not a video, or a truncated file)" if isinstance(e, av.error.InvalidDataError) else ""
+        raise VideoReadError(f"cannot open {path}: {_reason(e)}{hint}") from e
 
 
 def _has_audio(path: str | Path) -> bool:
@@ -85,14 +132,15 @@ def video_info(path: str | Path, backend: str = "auto") -> VideoInfo:
     if stills.is_frame_source(path):
         return VideoInfo(*_still(stills.source_info, path))
     path = Path(path)
-    if not path.is_file():
-        raise VideoReadError(f"no such file: {path}")
+    _check_file(path)
     decord = _decord() if backend in ("auto", "decord") else None
     if decord is not None:
         try:
-            vr = decord.VideoReader(str(path), num_threads=1)
-            h, w = vr[0].shape[:2] if len(vr) else (0, 0)
-            return VideoInfo(len(vr), float(vr.get_avg_fps()), int(w), int(h), _has_audio(path))
+            with _native_stderr():
+                vr = decord.VideoReader(str(path), num_threads=1)
+                h, w = vr[0].shape[:2] if len(vr) else (0, 0)
+                fps = float(vr.get_avg_fps())
+            return VideoInfo(len(vr), fps, int(w), int(h), _has_audio(path))
         except Exception as e:  # decord raises its own DECORDError and plain RuntimeErrors
             if backend == "decord":
                 raise VideoReadError(f"decord cannot read {path}: {e}") from e
@@ -105,7 +153,7 @@ def video_info(path: str | Path, backend: str = "auto") -> VideoInfo:
         try:  # some containers do not store the count: count the packets (no decoding)
             n = s.frames or sum(1 for p in c.demux(s) if p.size)
         except av.error.FFmpegError as e:
-            raise VideoReadError(f"cannot read {path}: {e}") from e
+            raise VideoReadError(f"cannot read {path}: {_reason(e)}") from e
         fps = float(s.average_rate or s.guessed_rate or 0.0)
         return VideoInfo(int(n), fps, int(s.codec_context.width), int(s.codec_context.height),
                          len(c.streams.audio) > 0)
@@ -121,13 +169,14 @@ def _still(read, *args):
 
 def _read_decord(path: Path, indices: np.ndarray, threads: int) -> Frames:
     decord = _decord()
-    vr = decord.VideoReader(str(path), num_threads=threads)
-    if len(vr) == 0:
-        raise VideoReadError(f"{path} has zero frames")
-    indices = indices[indices < len(vr)]
-    images = vr.get_batch(indices.tolist()).asnumpy()
-    times = vr.get_frame_timestamp(indices.tolist())[:, 0].astype(np.float64)
-    first = float(vr.get_frame_timestamp([0])[0, 0])
+    with _native_stderr():
+        vr = decord.VideoReader(str(path), num_threads=threads)
+        if len(vr) == 0:
+            raise VideoReadError(f"{path} has zero frames")
+        indices = indices[indices < len(vr)]
+        images = vr.get_batch(indices.tolist()).asnumpy()
+        times = vr.get_frame_timestamp(indices.tolist())[:, 0].astype(np.float64)
+        first = float(vr.get_frame_timestamp([0])[0, 0])
     return Frames(indices, images, times - first)
 
 
@@ -154,8 +203,9 @@ def _read_pyav(path: Path, indices: np.ndarray, threads: int) -> Frames:
                     break
         except av.error.FFmpegError as e:
             if not images:
-                raise VideoReadError(f"cannot decode {path}: {e}") from e
-            logger.warning("%s: decoding stopped early (%s); keeping %d frames", path, e, len(images))
+                raise VideoReadError(f"cannot decode {path}: {_reason(e)}") from e
+            logger.warning("%s: decoding stopped early (%s); keeping %d frames", path, _reason(e),
+                           len(images))
     if not images:
         raise VideoReadError(f"{path} has zero decodable frames")
     return Frames(np.asarray(kept, dtype=np.int64), np.stack(images), np.asarray(times))
@@ -178,8 +228,7 @@ def read_frames(path: str | Path, indices: Sequence[int], backend: str = "auto",
     if stills.is_frame_source(path):
         return Frames(*_still(stills.read_source, path, indices))
     path = Path(path)
-    if not path.is_file():
-        raise VideoReadError(f"no such file: {path}")
+    _check_file(path)
     idx = np.unique(np.asarray(indices, dtype=np.int64))
     if len(idx) and idx[0] < 0:
         raise ValueError(f"frame indices must be >= 0, got {idx[0]}")

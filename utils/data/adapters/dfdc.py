@@ -102,10 +102,23 @@ def chunk_splits(options: DFDCOptions, found: list[int]) -> dict[int, str]:
     return split_of
 
 
+def read_metadata(path: Path) -> tuple:
+    """``json_entries`` of a chunk's ``metadata.json``; a file that is not JSON text (binary, another
+    encoding) or cannot be read is named in a :class:`DatasetLayoutError` like invalid JSON is."""
+    try:
+        return json_entries(path)
+    except UnicodeDecodeError as e:
+        raise DatasetLayoutError(f"{path}: not valid JSON (not UTF-8 text: byte 0x{e.object[e.start]:02x} at "
+                                 f"offset {e.start}); DFDC's metadata.json is a JSON object keyed by video "
+                                 "file name") from None
+    except OSError as e:
+        raise DatasetLayoutError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
 def read_chunk(folder: Path, chunk: int, split: str) -> list[VideoRecord]:
     """Records of one chunk from its ``metadata.json``; bad entries name ``file:line``."""
     path = folder / METADATA
-    data, entries = json_entries(path)
+    data, entries = read_metadata(path)
     if not isinstance(data, dict):
         raise DatasetLayoutError(f"{path}:1: expected a JSON object keyed by video file name")
     names, records, missing, seen = mp4_names(folder), [], [], set()
