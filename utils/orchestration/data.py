@@ -22,6 +22,7 @@ from utils.data.datasets import build_dataset
 from utils.data.index import build_index, data_root, sample_dir, split_records
 from utils.data.records import VideoRecord
 from utils.data.sample import make_sample
+from utils.data.synthesis.plan import keep_for_synthesis
 from utils.data.sources import select_sources
 from utils.data.workers import loader_workers
 from utils.engine.inference import predict_loader
@@ -105,7 +106,7 @@ def missing_videos(records: list[VideoRecord], preds: FramePredictions, failures
 def predict_split(model, cache: Path, split: str, cfg: Config, acc: Accelerator, records: list[VideoRecord],
                   failures: list[dict]) -> FramePredictions:
     """Frame predictions of ``model`` on one split of a cache, with the frameless videos listed."""
-    part = split_records(records, split)
+    part = keep_for_synthesis(cfg.data.synthesis, split_records(records, split))  # real_only drops fakes
     ds = build_dataset(cache, part, unwrap(model).input_spec, cfg.data, train=False)
     bs = cfg.data.eval_batch_size or 2 * cfg.data.batch_size
     loader = acc.prepare(DataLoader(ds, batch_size=bs, shuffle=False,
