@@ -43,9 +43,20 @@ def test_two_processes_match_one_process(one_proc, tmp_path):
     r0, r1 = _weights(tmp_path / "rank0.json"), _weights(tmp_path / "rank1.json")
     assert _max_diff(r0, r1) == 0.0, "ranks ended with different weights"
     assert _max_diff(r0, _weights(one_proc / "final.json")) < 1e-5
-    # the runs trained for real (weights moved away from the seed's initialisation)
+    # the runs trained for real: every step was taken, and the weights moved away from the initial weights
+    # tiny.py builds (the default seed, 42, set before the model is built)
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     assert state["global_step"] == 3 * 64 // 8 and state["finished"]
+    assert _max_diff(r0, _initial_tiny_weights(42)) > 0.01, "the weights did not move from their init"
+
+
+def _initial_tiny_weights(seed: int) -> dict:
+    """The weights tests/helpers/tiny.py starts from: ``set_seed(trainer.seed)``, then the model."""
+    from accelerate.utils import set_seed
+
+    from tests.helpers.tiny import TinyNet
+    set_seed(seed)
+    return {k: v.tolist() for k, v in TinyNet().state_dict().items()}
 
 
 @pytest.mark.timeout(300)
