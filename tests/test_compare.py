@@ -119,12 +119,13 @@ def test_fold_statistics_equal_the_formulas(exps):
         va, vb = raw_fold_metrics(exps["a"], m), raw_fold_metrics(exps["b"], m)
         d = vb - va
         t, p = paired_t(va, vb)
-        assert row["t_test"]["statistic"] == pytest.approx(t, rel=1e-9)
-        assert row["t_test"]["p"] == pytest.approx(p, abs=1e-7) and row["t_test"]["df"] == K - 1
+        assert row["t_test"]["statistic"] == pytest.approx(t, rel=1e-9), (m, row["t_test"], t)
+        assert row["t_test"]["p"] == pytest.approx(p, abs=1e-7) and row["t_test"]["df"] == K - 1, (m, p)
         method = documented_method(d)
         assert row["wilcoxon"]["method"] == method, (m, d)
         w, wp = signed_rank(d, method)
-        assert row["wilcoxon"]["statistic"] == pytest.approx(w) and row["wilcoxon"]["p"] == pytest.approx(wp)
+        assert row["wilcoxon"]["statistic"] == pytest.approx(w), (m, row["wilcoxon"], w)
+        assert row["wilcoxon"]["p"] == pytest.approx(wp), (m, row["wilcoxon"], wp)
         assert row["mean_diff"]["mean"] == pytest.approx(d.mean())
         methods.add(method)
     assert methods == {"exact", "approx"}                 # both branches are checked (ties in balanced_acc)
@@ -147,15 +148,16 @@ def test_wilcoxon_method_follows_the_documented_rule_and_its_p_the_formula(d, me
     d = np.asarray(d) / 64                        # dyadic fractions: b - a is exact, ties stay ties
     a = np.array([0.5, 0.625, 0.75, 0.5625, 0.6875])
     row = fold_tests(a, a + d)
-    assert documented_method(d) == method and row["wilcoxon"]["method"] == method
+    assert documented_method(d) == method and row["wilcoxon"]["method"] == method, row["wilcoxon"]
     w, p = signed_rank(d, method)
-    assert row["wilcoxon"]["statistic"] == pytest.approx(w) and row["wilcoxon"]["p"] == pytest.approx(p)
+    assert row["wilcoxon"]["statistic"] == pytest.approx(w), (row["wilcoxon"], w)
+    assert row["wilcoxon"]["p"] == pytest.approx(p), (row["wilcoxon"], p)
     assert row["wilcoxon"]["min_exact_p"] == pytest.approx(2 / 2 ** 5)
     if method == "exact" and np.all(d > 0):
         assert row["wilcoxon"]["p"] == pytest.approx(0.0625)
     t, tp = paired_t(a, a + d)
-    assert row["t_test"]["statistic"] == pytest.approx(t)
-    assert row["t_test"]["p"] == pytest.approx(tp, abs=1e-7)
+    assert row["t_test"]["statistic"] == pytest.approx(t), (row["t_test"], t)
+    assert row["t_test"]["p"] == pytest.approx(tp, abs=1e-7), (row["t_test"], tp)
 
 
 def test_three_experiments_are_holm_adjusted(exps):
