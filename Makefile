@@ -28,11 +28,11 @@ $(STAMP): setup.cfg pyproject.toml
 # Two pytest-xdist workers, one per core; tests that share an expensive module fixture, and those that
 # start two processes, stay together in an xdist group (tests/conftest.py).
 TEST_WORKERS ?= 2
-TEST_ARGS := -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
+TEST_ARGS := -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 PROFILE ?= bench/results/test_profile.json
 
 test: install
-	$(PY) -m pytest $(TEST_ARGS) --durations=15
+	$(PY) -m pytest $(TEST_ARGS)
 
 # The same run, with per-test and per-fixture setup times written to $(PROFILE) (JSON) and summarised;
 # `make test-profile PROFILE=new.json COMPARE=old.json` also compares two runs.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # what `make test` passes (the Makefile passes the same through --)
-DEFAULT_ARGS = ["-q", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup"]
+DEFAULT_ARGS = ["-q", "-p", "no:cacheprovider", "--durations=15", "-n", "2", "--dist", "loadgroup"]
 
 
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:

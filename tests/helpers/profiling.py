@@ -11,7 +11,7 @@ File layout (``format`` 1)::
     {"format", "started", "wall_s", "exitstatus", "args", "workers", "cpus", "loadavg": {"start", "end"},
      "summary": {outcome: count},
      "tests": [{"nodeid", "outcome", "worker", "setup", "call", "teardown", "total",
-                "fixtures": [{"name", "scope", "seconds"}]}],          # costliest first
+                "fixtures": [{"name", "scope", "seconds"}]}],   # costliest first; setups >= 10 ms
      "fixtures": [{"name", "scope", "count", "total_s", "max_s"}]}    # costliest first
 
 A fixture's ``seconds`` are its own setup (the fixtures it requests are set up before it and counted
@@ -30,6 +30,7 @@ import pytest
 
 OPTION = "--profile-json"
 FORMAT = 1
+MIN_LISTED_S = 0.01     # a test lists the fixture setups that took at least this long (all count in totals)
 
 
 def pytest_addoption(parser):
@@ -83,6 +84,7 @@ class Recorder:
         self.started, self.wall = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
         self.load_start = _loadavg()
         self.tests: dict[str, dict] = {}
+        self.fixture_setups: list[dict] = []
 
     def pytest_runtest_logreport(self, report):
         entry = self.tests.setdefault(report.nodeid, {"nodeid": report.nodeid, "outcome": "passed",
@@ -90,7 +92,9 @@ class Recorder:
                                                       "setup": 0.0, "call": 0.0, "teardown": 0.0,
                                                       "fixtures": []})
         entry[report.when] = round(report.duration, 4)
-        entry["fixtures"] += getattr(report, "fixture_setup", [])
+        fixtures = getattr(report, "fixture_setup", [])
+        self.fixture_setups += fixtures
+        entry["fixtures"] += [f for f in fixtures if f["seconds"] >= MIN_LISTED_S]
         entry["outcome"] = _outcome(entry["outcome"], report)
 
     def pytest_sessionfinish(self, session, exitstatus):
@@ -101,7 +105,7 @@ class Recorder:
                "exitstatus": int(exitstatus), "args": sys.argv[1:], "workers": _workers(self.config),
                "cpus": os.cpu_count(), "loadavg": {"start": self.load_start, "end": _loadavg()},
                "summary": dict(Counter(t["outcome"] for t in tests)), "tests": tests,
-               "fixtures": fixture_totals(tests)}
+               "fixtures": fixture_totals(self.fixture_setups)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
@@ -120,17 +124,16 @@ def _outcome(before: str, report) -> str:
     return max(before, now, key=order.index)
 
 
-def fixture_totals(tests: list[dict]) -> list[dict]:
+def fixture_totals(setups: list[dict]) -> list[dict]:
     """Every fixture's setups summed over the run (a session fixture set up once per xdist worker counts
     once per worker), costliest first."""
     out: dict[tuple[str, str], dict] = {}
-    for t in tests:
-        for f in t["fixtures"]:
-            row = out.setdefault((f["name"], f["scope"]), {"name": f["name"], "scope": f["scope"], "count": 0,
-                                                           "total_s": 0.0, "max_s": 0.0})
-            row["count"] += 1
-            row["total_s"] = round(row["total_s"] + f["seconds"], 4)
-            row["max_s"] = max(row["max_s"], f["seconds"])
+    for f in setups:
+        row = out.setdefault((f["name"], f["scope"]), {"name": f["name"], "scope": f["scope"], "count": 0,
+                                                       "total_s": 0.0, "max_s": 0.0})
+        row["count"] += 1
+        row["total_s"] = round(row["total_s"] + f["seconds"], 4)
+        row["max_s"] = max(row["max_s"], f["seconds"])
     return sorted(out.values(), key=lambda r: -r["total_s"])
 
 
