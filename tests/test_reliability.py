@@ -212,7 +212,8 @@ def test_train_refuses_a_state_the_disk_cannot_hold(sample_data, stage_cache_roo
     out = tmp_path / "runs"
     proc = run([sys.executable, TRAIN, "--model", "cm", "--stage", "1", "--config", RECIPE, "--output-dir", str(out),
                 "--set", f"data.cache_root={stage_cache_root}", "logging.tensorboard=false"], check=False,
-               env={"DEEPFAKE_SAMPLE_DIR": str(sample_data), "PYTHONPATH": str(tmp_path / "site"),
+               env={"DEEPFAKE_SAMPLE_DIR": str(sample_data), "PYTHONPATH": os.pathsep.join(
+                   p for p in (str(tmp_path / "site"), os.environ.get("PYTHONPATH")) if p),
                     "FAKE_FULL_DIR": str(out), "FAKE_FREE_BYTES": str(10**6)})
     ckpt = out / "cm" / "stage1" / "checkpoints"
     states = sorted(p.name for p in ckpt.iterdir())
