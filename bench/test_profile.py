@@ -62,13 +62,15 @@ def summary_lines(doc: dict, top: int) -> list[str]:
                      f"{t['nodeid']}")
     lines += ["", "costliest fixtures (own setup summed over the run, s):"]
     for f in doc["fixtures"][:top]:
-        lines.append(f"{f['total_s']:8.1f}  x{f['count']:<3} max {f['max_s']:6.1f}  {f['scope']:<8} {f['name']}")
+        lines.append(f"{f['total_s']:8.1f}  x{f['count']:<3} max {f['max_s']:6.1f}  "
+                     f"{f['scope']:<8} {f['name']}")
     return lines
 
 
 def compare_lines(new: dict, old: dict, top: int) -> list[str]:
     """Wall time, and the tests whose time changed most (tests in one file only are listed as such)."""
-    lines = ["", f"wall {old['wall_s']:.0f} s -> {new['wall_s']:.0f} s ({new['wall_s'] - old['wall_s']:+.0f} s)"]
+    before, after = old["wall_s"], new["wall_s"]
+    lines = ["", f"wall {before:.0f} s -> {after:.0f} s ({after - before:+.0f} s)"]
     a, b = ({t["nodeid"]: t for t in d["tests"]} for d in (old, new))
     both = sorted(set(a) & set(b), key=lambda k: -abs(b[k]["total"] - a[k]["total"]))
     lines.append(f"tests in both: {len(both)}; only in the old file: {len(set(a) - set(b))}; "

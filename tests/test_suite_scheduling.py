@@ -47,7 +47,8 @@ def test_multiprocess_tests_run_in_entry_order_each_module_together():
 def test_costs_come_from_the_profile_by_unit(tmp_path):
     profile = tmp_path / "p.json"
     profile.write_text(json.dumps({"tests": [
-        {"nodeid": "tests/test_classes.py::a", "total": 2.0}, {"nodeid": "tests/test_classes.py::b", "total": 3.0},
+        {"nodeid": "tests/test_classes.py::a", "total": 2.0},
+        {"nodeid": "tests/test_classes.py::b", "total": 3.0},
         {"nodeid": "tests/test_crossval_e2e.py::c", "total": 7.0}]}))
     assert unit_costs(profile) == {"tests/test_classes.py": 5.0, MULTIPROC_GROUP: 7.0}
     profile.write_text("{not json")

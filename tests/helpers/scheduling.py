@@ -12,8 +12,9 @@ Work goes out in units, each run whole on one worker:
   gained by sending their slow tests to different workers.
 
 Units go out costliest first (longest-processing-time order): the multi-process group, then by the
-times of the last profile (``bench/results/test_profile.json``, written by ``make test-profile``), then
-the units it does not know in collection order. xdist asks for a unit whenever a worker runs low.
+times of the last local profile (``bench/results/test_profile.json``, written by ``make test-profile``;
+bench/results is not committed, so a fresh clone has none), then the units it does not know in
+collection order. xdist asks for a unit whenever a worker runs low, which balances the rest.
 
 Why not xdist's own ``loadgroup``: it tags a grouped test by appending ``@group`` to ``item._nodeid``,
 which pytest 9.2 no longer reads (node ids moved to ``item._id``), so its groups silently do nothing.
