@@ -190,9 +190,11 @@ def test_weighted_ce_learns_every_class_of_the_3_1_split(weighted, image_samples
     assert [r["n"] for r in report["frame"]["per_class"]] == TEST_IMAGES
     assert [len(list((image_samples / "imagefolder" / "test" / c).glob("*.jpg"))) for c in
             ("real", "fake", "aifake")] == TEST_IMAGES
-    assert not any("no test split" in w for w in report["warnings"])
-    scored = FramePredictions.load(weighted / "eval" / "predictions_test.npz").video_ids
+    held_out = weighted / "eval" / "predictions_test.npz"
+    assert held_out.is_file(), sorted(p.name for p in held_out.parent.iterdir())
+    scored = FramePredictions.load(held_out).video_ids
     assert len(scored) == sum(TEST_IMAGES) and all(str(v).startswith("test/") for v in scored)
+    assert not any("no test split" in w for w in report["warnings"]), report["warnings"]
     m = report["frame"]["metrics"]
     print(f"3-class test split: macro AUC {m['auc']:.3f}, recalls {_recalls(report)}")
     assert m["auc"] >= MIN_MACRO_AUC, m
