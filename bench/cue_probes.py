@@ -22,6 +22,7 @@ from pathlib import Path
 
 import matplotlib
 
+from utils.core.fileio import atomic_write_json
 from utils.orchestration import cli
 from utils.orchestration.curriculum import short_stage
 from utils.orchestration.probes import probe_overrides, probe_score
@@ -146,8 +147,7 @@ def main() -> int:
               f"{p['baseline_auc']:>9.3f} {p['ablated_auc']:>10.3f}  ({p['baseline_model']}; {p['ablation']})")
     print_matrix(cells, args.heatmap)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"probes": probes, "matrix": cells}, indent=1))
+        atomic_write_json(args.json, {"probes": probes, "matrix": cells})
     return 0
 
 

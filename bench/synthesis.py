@@ -11,7 +11,6 @@ crops at 128 px, 8-frame clips at 112 px, with audio for ``av_offset``).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from utils.data.records import VideoRecord
 from utils.data.synthesis import SynthItem, get_synthesiser, list_synthesisers
 from utils.data.video import read_frames, write_video
 from utils.core.errors import UsageError
+from utils.core.fileio import atomic_write_json
 from utils.orchestration import cli
 
 matplotlib.use("Agg")
@@ -132,8 +132,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="synthesis-") as tmp:
         rows = time_kinds(kinds, Path(tmp), args.repeats)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        atomic_write_json(args.json, rows)
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from learnability import stage_config
 
 from utils.core.registry import create_model
+from utils.core.fileio import atomic_write_json
 from utils.orchestration import cli
 from utils.orchestration.evaluate import evaluate_checkpoints
 from utils.orchestration.stage import run_stage
@@ -96,8 +97,7 @@ def main() -> int:
         print(f"{r['model']:<10} {r['test_dataset']:<8} {r['test_video_auc_worst']:>6.3f} "
               f"{r['test_video_auc_median']:>6.3f}  {' '.join(f'{a:.3f}' for a in r['test_video_auc_per_seed'])}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(table, indent=1))
+        atomic_write_json(args.json, table)
     return 0
 
 
