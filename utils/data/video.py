@@ -74,23 +74,26 @@ def _av():
 @contextlib.contextmanager
 def _native_stderr():
     """File descriptor 2 sent to a temporary file while native decoder code runs: decord's C++ writes
-    its error lines (``video_reader.cc: ERROR opening``) straight to it. Yields a list that receives the
-    captured text, logged at debug level."""
+    its error lines (``video_reader.cc: ERROR opening``) straight to it. What it wrote is logged at debug
+    level; the caller reports the failure once, in its own words."""
     with contextlib.suppress(Exception):
         sys.stderr.flush()
-    captured: list[str] = []
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:          # no standard error to keep clean
+        yield
+        return
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
-            yield captured
+            yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
-            captured.append(tmp.read().decode("utf-8", "replace").strip())
-    if captured[0]:
-        logger.debug("decoder output: %s", captured[0])
+            text = tmp.read().decode("utf-8", "replace").strip()
+            if text:
+                logger.debug("decoder output: %s", text)
 
 
 def _reason(e: Exception) -> str:
