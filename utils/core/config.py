@@ -120,9 +120,15 @@ class TrainerConfig:
     cpu: bool = False
 
 
+TrackerName = Literal["tensorboard", "wandb", "mlflow", "jsonl", "csv"]   # utils.engine.trackers builds them
+TRACKER_NAMES = typing.get_args(TrackerName)
+
+
 @dataclass
 class LoggingConfig:
-    tensorboard: bool = True
+    tensorboard: bool = True        # false: no TensorBoard, whatever trackers lists (the older switch)
+    # experiment trackers, through accelerate (rank 0 only); wandb and mlflow need their package
+    trackers: list[TrackerName] = field(default_factory=lambda: ["tensorboard"])
     log_every_steps: int = 10
     progress_bar: bool = True
     image_grid: bool = True
@@ -340,6 +346,7 @@ _RANGES = (
     ("trainer.checkpoint_every_steps", lambda v: v >= 0, ">= 0 (0: epoch ends only)"),
     ("trainer.keep_last", lambda v: v >= 1, ">= 1"),
     ("logging.log_every_steps", lambda v: v >= 1, ">= 1"),
+    ("logging.trackers", lambda v: len(set(v)) == len(v), "a list without repeats"),
 )
 
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from utils.core.config import Config
 from utils.data.samplers import BalancedSampler
 from utils.data.workers import loader_workers
+from utils.engine.trackers import build_trackers
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +41,14 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
-    """The Accelerator for a run: mixed precision, accumulation and TensorBoard from the config."""
+    """The Accelerator for a run: mixed precision, accumulation and experiment trackers from the config."""
     return Accelerator(
         mixed_precision=cfg.trainer.mixed_precision,
         gradient_accumulation_steps=cfg.trainer.grad_accum,
         # accelerate only forms a gloo process group (MULTI_CPU) when told cpu=True: without a GPU,
         # say so, so that `accelerate launch --num_processes N` is a real N-process run on CPU too.
         cpu=cfg.trainer.cpu or not torch.cuda.is_available(),
-        log_with="tensorboard" if cfg.logging.tensorboard else None,
+        log_with=build_trackers(cfg, run_dir) or None,   # logging.trackers; a missing package is refused here
         project_dir=str(run_dir),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
     )

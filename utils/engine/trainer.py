@@ -35,6 +35,7 @@ from utils.engine.predictions import FramePredictions
 from utils.engine import persistence
 from utils.engine.setup import build_optimizer, build_plateau, make_accelerator, make_loader, seed_everything
 from utils.engine.state import TrainerState, update_early_stopping
+from utils.engine.trackers import log_image, log_pr_curve, start_trackers, takes
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +182,7 @@ class Trainer:
         call :meth:`close` then.
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.cfg.logging.tensorboard:
-            self.acc.init_trackers("tensorboard")
+        start_trackers(self.acc, self.cfg)   # logging.trackers, through init_trackers (rank 0 only)
         with StopRequest() as self.stop:
             while not self.state.finished and self.state.epoch < self.total_epochs:
                 self.train_one_epoch()
@@ -272,8 +272,9 @@ class Trainer:
         self._log(values, self.state.global_step)
 
     def _log_image_grid(self, batch: dict, n: int = 16) -> None:
-        """The stage's first training batch as the model sees it (after augmentation), to TensorBoard."""
-        if not (self.cfg.logging.tensorboard and self.cfg.logging.image_grid and self.acc.is_main_process):
+        """The stage's first training batch as the model sees it (after augmentation), to the trackers that
+        take images."""
+        if not (self.cfg.logging.image_grid and self.acc.is_main_process and takes(self.acc, "image")):
             return
         from torchvision.utils import make_grid
         images = batch.get("image", batch.get("clip"))
@@ -281,7 +282,7 @@ class Trainer:
             return
         images = images[:n, 0] if images.ndim == 5 else images[:n]   # clips: their first frame
         grid = make_grid(images.detach().cpu(), nrow=8)
-        self.acc.get_tracker("tensorboard", unwrap=True).add_image("train/batch", grid, global_step=0)
+        log_image(self.acc, "train/batch", grid.permute(1, 2, 0).numpy(), step=0)
 
     def validate(self) -> dict:
         """Validation metrics, identical on every rank (computed on gathered data, broadcast from rank 0)."""
@@ -294,10 +295,8 @@ class Trainer:
         return box[0]
 
     def _log_pr_curve(self, probs: np.ndarray, labels: np.ndarray) -> None:
-        if not self.cfg.logging.tensorboard or probs.shape[1] != 2:
-            return
-        writer = self.acc.get_tracker("tensorboard", unwrap=True)
-        writer.add_pr_curve("val/pr_curve", labels, probs[:, 1], global_step=self.state.global_step)
+        if probs.shape[1] == 2 and takes(self.acc, "pr_curve"):
+            log_pr_curve(self.acc, "val/pr_curve", labels, probs, self.state.global_step)
 
     def end_of_epoch(self, metrics: dict) -> None:
         """Plateau step, early stopping, best-weights export and a state checkpoint."""
