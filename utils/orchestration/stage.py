@@ -30,6 +30,7 @@ from utils.data.classes import model_classes
 from utils.data.index import check_data_root, data_source
 from utils.data.normalization import real_train_stats
 from utils.engine.setup import make_accelerator, seed_everything
+from utils.engine.trackers import log_figures, takes
 from utils.engine.trainer import Trainer
 from utils.orchestration.curriculum import init_weights, run_dir
 from utils.orchestration.data import predict_split, prepare_data, stage_datasets
@@ -130,12 +131,9 @@ def evaluate_stage(trainer: Trainer, cfg: Config, cache: Path, records: list, ou
             p.save(out_dir / f"predictions_{split}.npz")
         for split in extra_splits:
             write_report(reports[split], out_dir / split, figures=False)
-        if cfg.logging.tensorboard:
-            writer = acc.get_tracker("tensorboard", unwrap=True)
-            for key, fig in make_figures(report).items():
-                writer.add_figure(f"test/{key}", fig, global_step=trainer.state.global_step)
-            for k, v in summary_scalars(report, "test/").items():
-                writer.add_scalar(k, v, trainer.state.global_step)
+        if takes(acc, "figure"):   # every tracker of logging.trackers that takes figures
+            log_figures(acc, make_figures(report), trainer.state.global_step, prefix="test/")
+        acc.log(summary_scalars(report, "test/"), step=trainer.state.global_step)
     return report
 
 
