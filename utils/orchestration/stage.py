@@ -18,6 +18,7 @@ import accelerate
 import timm
 import torch
 
+from evaluation.model_card import write_model_card
 from evaluation.report import make_figures, write_report
 from evaluation.scoring import build_report, summary_scalars, validation_metric_names, validation_metrics
 from utils.core.checkpoint import CheckpointError, load_weights, read_sidecar
@@ -204,5 +205,6 @@ def run_stage(cfg: Config, stage: int, output_dir: str | Path, *, init: str | No
     summary = stage_summary(cfg, stage, state, report, rd, start_time)
     if acc.is_main_process:
         atomic_write_json(rd / "summary.json", summary)
+        write_model_card(trainer.best_path, report)   # README.md beside best.safetensors
     trainer.close(keep_process_group)
     return summary
