@@ -3,6 +3,7 @@
     python launch/predict.py clip.mp4 photos/ --checkpoint runs/bg/stage3/best.safetensors
     python launch/predict.py videos/ --checkpoint a.safetensors --checkpoint b.safetensors \\
         --ensemble-weights runs/ensemble/weights.json --json --device cuda
+    python launch/predict.py clip.mp4 --checkpoint model.onnx     # an ONNX export, on onnxruntime
 
 Prints one line per file: ``path  P(fake)=0.9731  FAKE  (threshold ..., frames ...)`` or
 ``path  ERROR  reason`` (unreadable file, no face found); with ``--json`` one JSON object per file.
@@ -27,7 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("paths", nargs="+", help="video or image files, or folders of them")
     ap.add_argument("--checkpoint", action="append", required=True,
-                    help="exported weights (.safetensors with its .json sidecar); repeat for an ensemble")
+                    help="exported weights (.safetensors with its .json sidecar) or an ONNX export (.onnx with "
+                         "its sidecar, run on onnxruntime: launch/export_onnx.py); repeat for an ensemble")
     ap.add_argument("--ensemble-weights",
                     help="JSON of fitted ensemble weights (launch/evaluate.py --fit-ensemble)")
     ap.add_argument("--threshold", type=float,

@@ -32,6 +32,7 @@ from evaluation.ensemble import average_probs, check_members, load_weights
 from evaluation.metrics import apply_threshold
 from utils.core.checkpoint import ExportedModel, load_exported, read_sidecar, sidecar_label_names
 from utils.core.errors import UsageError
+from utils.core.onnx_io import load_onnx
 from utils.core.registry import DATASETS, get_dataset
 from utils.data.cache import BuildOptions, VideoSkipped, process_video
 from utils.data.video import VideoReadError, video_info
@@ -132,8 +133,9 @@ class FileResult:
 
 
 def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> Member:
-    """Load an exported checkpoint (safetensors + sidecar) for prediction."""
-    exported = load_exported(path, map_location=device)
+    """Load an exported checkpoint (safetensors + sidecar, or an ONNX export + sidecar) for prediction."""
+    onnx = Path(path).suffix.lower() == ".onnx"   # runs on onnxruntime, through the same data pipeline
+    exported = load_onnx(path, device) if onnx else load_exported(path, map_location=device)
     if exported.trained_on_sample:
         logger.warning("%s was trained on the generated sample data, not a real dataset: its verdicts "
                        "demonstrate the toolkit, they do not detect deepfakes", path)
@@ -156,7 +158,8 @@ class Predictor:
     """Score files with one checkpoint or an ensemble.
 
     Args:
-        checkpoints: exported ``.safetensors`` files (each with its ``.json`` sidecar).
+        checkpoints: exported ``.safetensors`` files or ONNX exports (``.onnx``), each with its ``.json``
+            sidecar; an ONNX member runs on onnxruntime.
         device: where the face detector and the models run (``cpu``, ``cuda``, ``cuda:1``).
         frames: frames spread evenly over each video (the cache's ``frames_per_video``).
         batch_size: frames (or clips) per model call.
