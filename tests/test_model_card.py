@@ -59,8 +59,10 @@ def test_card_has_model_input_training_figures_sources_seed_commit_and_limits(tm
     assert "P(fake) ≥ 0.370 per video, ≥ 0.410 per frame (chosen on validation)" in text
     # training: data, the chain of stages, the recipe, validation at the exported epoch
     assert "- data: ffpp at /data/ffpp" in text
-    assert f"stage 2 on ffpp at /data/ffpp, from `{first}`; stage 1 on ffpp at /data/ffpp, from random" in text
-    assert "5 epochs" in text and "lr 0.0003" in text and "validation at the exported epoch (4): auc 0.910" in text
+    assert f"stage 2 on ffpp at /data/ffpp, from `{first}`; stage 1 on ffpp at /data/ffpp, from random" \
+        in text
+    assert "5 epochs" in text and "lr 0.0003" in text
+    assert "validation at the exported epoch (4): auc 0.910" in text
     # test figures with intervals, per-source rates
     assert "80 videos, 320 frames" in text
     assert re.search(r"\| video \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", text)
