@@ -129,7 +129,8 @@ def compare(model: torch.nn.Module, session, batch: dict) -> dict:
         if got.shape != ref.shape:
             raise ValueError(f"onnxruntime gave logits of shape {got.shape}, PyTorch {ref.shape}")
         out[key] = float(np.abs(got.astype(np.float64) - ref).max())
-        if key == "max_abs_diff":
+        if key == "max_abs_diff":   # how much the logits vary over the batch, and the P(fake) difference
+            out["logit_std"] = float(ref.std(0).max()) if n > 1 else 0.0
             p_ref = torch.softmax(torch.from_numpy(ref), 1)
             p_got = torch.softmax(torch.from_numpy(got).float(), 1)
             out["max_abs_diff_p_fake"] = float((p_got[:, 0] - p_ref[:, 0]).abs().max())   # 1 - P(real)
