@@ -125,3 +125,24 @@ def test_missing_onnx_packages_and_foreign_sidecars_are_refused(exported, tmp_pa
     stray.with_suffix(".json").write_text(json.dumps({"model": "genconvit_ed"}))
     with pytest.raises(CheckpointError, match="not the sidecar of an ONNX export"):
         onnx_io.load_onnx(stray)
+
+
+class _Resizes(torch.nn.Module):
+    def forward(self, x):
+        down = torch.nn.functional.interpolate(x, size=(40, 40), mode="bilinear", antialias=True)
+        up = torch.nn.functional.interpolate(x, scale_factor=1.5, mode="bilinear", antialias=True)
+        return down.mean((2, 3)) + up.mean((2, 3)) + down[:, :, :8, :8].flatten(2).mean(2)
+
+
+def test_antialiased_resizing_has_an_onnx_form_that_matches_pytorch(tmp_path):
+    """The TorchScript exporter's missing operator (F.interpolate(..., antialias=True)), as opset 18 Resize."""
+    onnx_io.register_symbolics()
+    x = torch.rand(2, 3, 112, 100)
+    path = tmp_path / "resize.onnx"
+    with onnx_export.quiet_exporter():
+        torch.onnx.export(_Resizes(), (x,), str(path), dynamo=False, opset_version=onnx_io.TORCHSCRIPT_OPSET,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    session = onnx_io.open_session(path)
+    for batch in (x, torch.rand(5, 3, 112, 100)):
+        (got,) = session.run(["y"], {"x": batch.numpy()})
+        assert abs(got - _Resizes()(batch).numpy()).max() <= 1e-5

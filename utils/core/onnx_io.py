@@ -63,6 +63,36 @@ class GraphWrapper(nn.Module):
         return self.model(dict(zip(self.names, inputs)))["logits"]
 
 
+def _resize_bilinear_aa(g, image, output_size, align_corners, scale_factors):
+    """ONNX form of ``aten::_upsample_bilinear2d_aa`` (``F.interpolate(..., mode="bilinear",
+    antialias=True)``), which PyTorch's TorchScript-based exporter lacks: opset 18's ``Resize`` with
+    ``antialias=1``; ``exclude_outside=1`` renormalises the filter at the borders as PyTorch does (without
+    it the border pixels differ by ~0.04)."""
+    from torch.onnx import symbolic_helper as sh   # lazy: the exporter's helpers, only while exporting
+    if sh._maybe_get_const(align_corners, "b"):
+        raise RuntimeError("antialiased bilinear resizing with align_corners=True has no ONNX form")
+    empty = g.op("Constant", value_t=torch.tensor([], dtype=torch.float32))
+    common = {"mode_s": "linear", "antialias_i": 1, "exclude_outside_i": 1,
+              "coordinate_transformation_mode_s": "half_pixel"}
+    if not sh._is_none(output_size):
+        size = torch.tensor(sh._maybe_get_const(output_size, "is"), dtype=torch.int64)
+        batch_channels = g.op("Slice", g.op("Shape", image), g.op("Constant", value_t=torch.tensor([0])),
+                              g.op("Constant", value_t=torch.tensor([2])))
+        sizes = g.op("Concat", batch_channels, g.op("Constant", value_t=size), axis_i=0)
+        return g.op("Resize", image, empty, empty, sizes, **common)
+    scales = torch.tensor([1.0, 1.0, *sh._maybe_get_const(scale_factors, "fs")], dtype=torch.float32)
+    return g.op("Resize", image, empty, g.op("Constant", value_t=scales), **common)
+
+
+TORCHSCRIPT_OPSET = 18   # Resize with antialias
+
+
+def register_symbolics() -> None:
+    """Teach the TorchScript-based exporter the operators it lacks that the models use (idempotent)."""
+    torch.onnx.register_custom_op_symbolic("aten::_upsample_bilinear2d_aa", _resize_bilinear_aa,
+                                           TORCHSCRIPT_OPSET)
+
+
 def open_session(model: str | os.PathLike | bytes, device: str | torch.device = "cpu"):
     """An onnxruntime session on ``device`` (CUDA where onnxruntime has it, else the CPU), using as many
     threads as torch does in this process."""

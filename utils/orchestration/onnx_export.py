@@ -9,10 +9,12 @@ batch axis is dynamic), and compared with the PyTorch logits: a maximum absolute
 renamed to the target and given its sidecar (the checkpoint's, plus ``format: onnx`` and an ``onnx``
 section) and a model card.
 
-Two exporters are tried in turn (``auto``): PyTorch's TorchScript-based exporter, quick and complete
-for the GenConViT and baseline families, then its ``torch.export`` (dynamo) exporter, which handles
-operators the first has no ONNX form for (the specialists' antialiased resizing, FFT, adaptive pooling
-of odd sizes). A graph counts only when it runs at both batch sizes.
+Two exporters are tried in turn (``auto``): PyTorch's TorchScript-based exporter (opset 18, taught
+antialiased bilinear resizing by :func:`~utils.core.onnx_io.register_symbolics`), quick and complete for
+the GenConViT and baseline families, then its ``torch.export`` (dynamo) exporter, which handles the
+operators the first has no ONNX form for (the specialists' FFT and adaptive pooling of odd sizes) but
+fixes the batch size of graphs that split a batch into chunks. A graph counts only when it runs at both
+batch sizes.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ from evaluation.model_card import stored_values, write_model_card
 from utils.core.checkpoint import sidecar_path
 from utils.core.errors import CheckpointError, InputError, UsageError
 from utils.core.fileio import atomic_write_json, temp_path
-from utils.core.onnx_io import GraphWrapper, feed, graph_inputs, open_session, require
+from utils.core.onnx_io import (TORCHSCRIPT_OPSET, GraphWrapper, feed, graph_inputs, open_session,
+                                register_symbolics, require)
 from utils.data.cache import VideoSkipped
 from utils.data.footage import carphone_path
 from utils.orchestration.predict import FileResult, Member, Predictor
@@ -42,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ATOL = 1e-4
 EXPORTERS = ("torchscript", "dynamo")
-TORCHSCRIPT_OPSET = 17
 
 
 def default_sample() -> Path:
@@ -103,6 +105,7 @@ def export_graph(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], names
     wrapper = GraphWrapper(model).eval()
     with quiet_exporter(), torch.no_grad():
         if exporter == "torchscript":
+            register_symbolics()
             torch.onnx.export(wrapper, inputs, str(path), input_names=names, output_names=["logits"],
                               dynamo=False, opset_version=TORCHSCRIPT_OPSET, verbose=False,
                               dynamic_axes={n: {0: "batch"} for n in [*names, "logits"]})
