@@ -238,7 +238,7 @@ def model_card(path: str | os.PathLike, meta: dict, report: dict | None = None,
     data = meta.get("data") or {}
     title = f"# {meta.get('model')} — stage {meta.get('stage', '?')}, {data.get('dataset') or 'unknown data'}"
     parts = [front_matter(meta), [MARK.format(name=path.name), "", title],
-             ["", f"> {SAMPLE_NOTE}: a demonstration, not a detector."] if data.get("sample") else [],
+             [f"> {SAMPLE_NOTE}: a demonstration, not a detector."] if data.get("sample") else [],
              model_lines(meta, path), training_lines(meta), evaluation_lines(report), source_lines(report),
              limit_lines(meta, report), reproduce_lines(meta, commit or toolkit_commit())]
     return "\n".join(line for part in parts if part for line in ([""] + part)).lstrip("\n") + "\n"

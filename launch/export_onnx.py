@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"parity on {par['batch']} samples of {Path(par['sample']).name} (and on 1): max |logit diff| = "
           f"{par['max_abs_diff']:.3e} <= {par['atol']:g}; max |P(fake) diff| = "
           f"{par['max_abs_diff_p_fake']:.3e}")
-    print(f"sidecar {Path(args.out).with_suffix('.json')} (threshold {meta.get('threshold')}); model card "
-          f"{meta['card']}")
+    threshold = "none" if meta.get("threshold") is None else f"{meta['threshold']:.3f}"
+    print(f"sidecar {Path(args.out).with_suffix('.json')} (threshold {threshold}); model card {meta['card']}")
     return 0
 
 
