@@ -20,6 +20,8 @@ from utils.orchestration.onnx_export import export_onnx
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.usefixtures("one_thread")
 KINDS = {"genconvit_ed": ["image"], "tm": ["clip"], "av": ["clip", "audio", "audio_mask"]}
+# the exporter asked for, and the one that must have written the graph (the dynamo exporter is what rr needs)
+EXPORTER = {"genconvit_ed": ("auto", "torchscript"), "tm": ("dynamo", "dynamo"), "av": ("auto", "torchscript")}
 THRESHOLD = 0.37
 
 
@@ -48,7 +50,7 @@ def exported(tmp_path_factory) -> dict[str, tuple[Path, Path, dict]]:
     for name in KINDS:
         ck = _checkpoint(folder, name)
         path = folder / f"{name}.onnx"
-        out[name] = (ck, path, export_onnx(ck, path, batch_size=4, frames=4))
+        out[name] = (ck, path, export_onnx(ck, path, batch_size=4, frames=4, exporter=EXPORTER[name][0]))
     return out
 
 
@@ -59,6 +61,7 @@ def test_each_input_kind_exports_with_a_dynamic_batch_and_matches_pytorch(export
     assert parity["max_abs_diff"] <= 1e-4 and parity["batch"] >= 2
     assert parity["sample"] == str(carphone_path())
     assert [i["name"] for i in meta["onnx"]["inputs"]] == KINDS[name]
+    assert meta["onnx"]["exporter"] == EXPORTER[name][1]
     assert all(i["shape"][0] == "batch" for i in meta["onnx"]["inputs"])
     side = json.loads(onnx_path.with_suffix(".json").read_text())
     assert side["format"] == "onnx" and side["threshold"] == THRESHOLD and side["threshold_frame"] == 0.4
@@ -131,11 +134,14 @@ class _Resizes(torch.nn.Module):
     def forward(self, x):
         down = torch.nn.functional.interpolate(x, size=(40, 40), mode="bilinear", antialias=True)
         up = torch.nn.functional.interpolate(x, scale_factor=1.5, mode="bilinear", antialias=True)
-        return down.mean((2, 3)) + up.mean((2, 3)) + down[:, :, :8, :8].flatten(2).mean(2)
+        pooled = [torch.nn.functional.adaptive_avg_pool2d(down[:, :, :7, :10], size).flatten(1)
+                  for size in ((4, 3), (7, 5), (1, 1), (2, 10))]
+        return torch.cat([down.flatten(1), up.mean((2, 3)), *pooled], 1)
 
 
-def test_antialiased_resizing_has_an_onnx_form_that_matches_pytorch(tmp_path):
-    """The TorchScript exporter's missing operator (F.interpolate(..., antialias=True)), as opset 18 Resize."""
+def test_resizing_and_adaptive_pooling_have_onnx_forms_that_match_pytorch(tmp_path):
+    """What the TorchScript exporter lacks: F.interpolate(..., antialias=True) as opset 18 Resize, and
+    adaptive average pooling to sizes that do not divide the input (7 -> 4, 10 -> 3)."""
     onnx_io.register_symbolics()
     x = torch.rand(2, 3, 112, 100)
     path = tmp_path / "resize.onnx"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 import struct
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def _hide(monkeypatch, package: str) -> None:
 def test_a_tracker_without_its_package_is_refused_before_training(tmp_path, monkeypatch, capsys):
     from launch.train import main
     _hide(monkeypatch, "wandb")
+    root = logging.getLogger()     # the command points the log at this test's captured stderr: put it back
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     with pytest.raises(TrackerUnavailable, match=r"wandb package is not installed: pip install .*\[wandb\]"):
         make_accelerator(_cfg("logging.trackers=[tensorboard,wandb]"), tmp_path)
     out = tmp_path / "runs"

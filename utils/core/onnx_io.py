@@ -84,12 +84,41 @@ def _resize_bilinear_aa(g, image, output_size, align_corners, scale_factors):
     return g.op("Resize", image, empty, g.op("Constant", value_t=scales), **common)
 
 
-TORCHSCRIPT_OPSET = 18   # Resize with antialias
+def _adaptive_avg_pool2d(g, x, output_size):
+    """ONNX form of ``aten::adaptive_avg_pool2d`` for any output size (PyTorch's exporter takes only global
+    pooling and sizes that divide a known input): PyTorch's windows (cell i of n over m inputs spans
+    floor(i·m/n) to ceil((i+1)·m/n)), computed in the graph from the input's shape, averaged one axis at a
+    time (each window a Slice and a ReduceMean; the mean over a rectangle is the mean of its rows' means)."""
+    from torch.onnx import symbolic_helper as sh   # lazy: the exporter's helpers, only while exporting
+    out = list(sh._maybe_get_const(output_size, "is"))
+    if out == [1, 1]:
+        return g.op("GlobalAveragePool", x)
+    if any(n is None for n in out):
+        raise RuntimeError(f"adaptive average pooling to {out} (a size kept as is) has no ONNX form here")
+
+    def const(*values: int):
+        return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+    for axis, n_out in ((2, out[0]), (3, out[1])):
+        n_in = g.op("Slice", g.op("Shape", x), const(axis), const(axis + 1))
+        cells = []
+        for i in range(n_out):
+            start = g.op("Div", g.op("Mul", n_in, const(i)), const(n_out))
+            stop = g.op("Div", g.op("Add", g.op("Mul", n_in, const(i + 1)), const(n_out - 1)), const(n_out))
+            window = g.op("Slice", x, start, stop, const(axis))
+            cells.append(g.op("ReduceMean", window, const(axis), keepdims_i=1))
+        x = g.op("Concat", *cells, axis_i=axis)
+    return x
+
+
+TORCHSCRIPT_OPSET = 18   # Resize with antialias; ReduceMean with its axes as an input
 
 
 def register_symbolics() -> None:
     """Teach the TorchScript-based exporter the operators it lacks that the models use (idempotent)."""
     torch.onnx.register_custom_op_symbolic("aten::_upsample_bilinear2d_aa", _resize_bilinear_aa,
+                                           TORCHSCRIPT_OPSET)
+    torch.onnx.register_custom_op_symbolic("aten::adaptive_avg_pool2d", _adaptive_avg_pool2d,
                                            TORCHSCRIPT_OPSET)
 
 

@@ -9,12 +9,12 @@ batch axis is dynamic), and compared with the PyTorch logits: a maximum absolute
 renamed to the target and given its sidecar (the checkpoint's, plus ``format: onnx`` and an ``onnx``
 section) and a model card.
 
-Two exporters are tried in turn (``auto``): PyTorch's TorchScript-based exporter (opset 18, taught
-antialiased bilinear resizing by :func:`~utils.core.onnx_io.register_symbolics`), quick and complete for
-the GenConViT and baseline families, then its ``torch.export`` (dynamo) exporter, which handles the
-operators the first has no ONNX form for (the specialists' FFT and adaptive pooling of odd sizes) but
-fixes the batch size of graphs that split a batch into chunks. A graph counts only when it runs at both
-batch sizes.
+Two exporters are tried in turn (``auto``): PyTorch's TorchScript-based exporter at opset 18, taught
+by :func:`~utils.core.onnx_io.register_symbolics` the two operators it lacks that the models use
+(antialiased bilinear resizing; adaptive average pooling to sizes that do not divide the input), quick
+and enough for every registered model but ``rr``; then its ``torch.export`` (dynamo) exporter, which
+also handles the FFT (``rr``) but fixes the batch size of graphs that split a batch into chunks
+(GenConViT). A graph counts only when it runs at both batch sizes.
 """
 from __future__ import annotations
 
