@@ -82,7 +82,7 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
-    """The bundled sample datasets at ``small`` scale (seed 0), generated once per test session.
+    """The bundled sample datasets at ``test`` scale (seed 0), generated once per test session.
 
     ``DEEPFAKE_SAMPLE_DIR`` points at an existing tree to reuse (e.g. the demo's ``data/sample``). The
     DeepfakeBench-style frame index cut from its FF++ videos is written into it too: tests that ask for
@@ -90,7 +90,7 @@ def sample_data(tmp_path_factory) -> Path:
     """
     from utils.data.sample import make_image_sample, make_sample_data
     with built_once(shared_dir(tmp_path_factory), "sample") as out:
-        out = make_sample_data(Path(os.environ.get("DEEPFAKE_SAMPLE_DIR") or out), seed=0, scale="small")
+        out = make_sample_data(Path(os.environ.get("DEEPFAKE_SAMPLE_DIR") or out), seed=0, scale="test")
         make_image_sample(out, "deepfakebench")      # tests ask for it inside the tree: written here, once
     return out
 

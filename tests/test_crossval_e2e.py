@@ -27,7 +27,7 @@ RECIPE = str(REPO / "tests" / "configs" / "cv.yaml")
 CV = str(REPO / "launch" / "cv.py")
 # the sample FF++ with two fake methods: 6 videos per pair (2 originals, 2 fakes of each method); the
 # train and val pairs are the folds' pool, the test pairs the fixed test set
-_TRAIN, _VAL, _TEST = SCALES["small"].ffpp_pairs
+_TRAIN, _VAL, _TEST = SCALES["test"].ffpp_pairs
 POOLED, FIXED = 6 * (_TRAIN + _VAL), 6 * _TEST
 
 

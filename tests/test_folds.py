@@ -93,7 +93,7 @@ def test_sample_ffpp_folds_keep_the_test_split_out(sample_data, tmp_path):
     records = build_index(cfg.data, sample_data / "ffpp")
     pool, fixed = split_pool(records)
     assert {r.split for r in fixed} == {"test"} and {r.split for r in pool} == {"train", "val"}
-    train_pairs, val_pairs, _ = SCALES["small"].ffpp_pairs
+    train_pairs, val_pairs, _ = SCALES["test"].ffpp_pairs
     assert recipe_val_fraction(pool) == pytest.approx(val_pairs / (train_pairs + val_pairs))
     folds = load_or_create(tmp_path, "ffpp", str(sample_data / "ffpp"), pool, 42, 5)
     recs = fold_records(pool, fixed, folds.folds, 0, inner_validation_groups(

@@ -21,6 +21,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from utils.core.config import TrainerConfig
 from utils.core.recipe import load_recipe
 from utils.data.index import build_index
 from utils.data.sample.splits import (CHECK_SEEDS, describe, dfdc_chunk_lists, one_class_splits,
@@ -166,15 +167,38 @@ def test_every_split_of_every_dataset_holds_both_classes(scale: str):
             assert sum(val.values()) >= MIN_VAL and val[0] >= MIN_VAL_REAL, (scale, seed, name, val)
 
 
-def test_generated_tree_indexes_to_the_planned_counts(sample_root: Path):
-    """The written small tree, indexed by the adapters as the demo's stages do, gives the planned counts."""
+DEMO = Path(__file__).parents[1] / "launch" / "configs" / "demo.yaml"
+
+
+def _demo_options(cfg) -> dict:
+    """The adapter options a demo stage indexes its dataset with (e.g. Celeb-DF's val_fraction)."""
+    return {cfg.data.dataset: dict(cfg.data.options)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, TrainerConfig().seed])
+def test_the_demos_validation_splits_are_large_enough_to_select_on(seed: int):
+    """Every sample dataset the demo trains on, at the default (demo) scale and indexed with the demo
+    recipe's options, has >= 12 real and >= 12 fake validation videos for every demo seed: selection and
+    early stopping then rank >= 144 real/fake video pairs, not 4 x 16."""
     plans = generate.plan_scale(0, "small")
-    recipe = load_recipe(Path(__file__).parents[1] / "launch" / "configs" / "demo.yaml")
+    for stage in (1, 2, 4):
+        cfg = resolve_stage(load_recipe(DEMO), "tm", stage, [f"trainer.seed={seed}"])
+        counts = planned_split_counts(plans, len(SCALES["small"].dfdc_reals), seeds=(seed,),
+                                      options=_demo_options(cfg))
+        val = counts[seed][cfg.data.dataset]["val"]
+        assert val[0] >= 12 and val[1] >= 12, (stage, cfg.data.dataset, seed, dict(val))
+
+
+def test_generated_tree_indexes_to_the_planned_counts(sample_root: Path):
+    """The written tree, indexed by the adapters as the demo's stages do, gives the planned counts."""
+    plans = generate.plan_scale(0, "test")
+    recipe = load_recipe(DEMO)
     for stage in (1, 2, 4):
         cfg = resolve_stage(recipe, "tm", stage)
         name = cfg.data.dataset
         records = build_index(cfg.data, sample_root / name, seed=cfg.trainer.seed)
-        planned = planned_split_counts(plans, len(SCALES["small"].dfdc_reals), seeds=(cfg.trainer.seed,))
+        planned = planned_split_counts(plans, len(SCALES["test"].dfdc_reals), seeds=(cfg.trainer.seed,),
+                                       options=_demo_options(cfg))
         for split in ("train", "val", "test"):
             have = {label: sum(r.split == split and r.label == label for r in records) for label in (0, 1)}
             assert have[0] and have[1], f"{name} {split} is one-class in the demo's stage {stage}: {have}"

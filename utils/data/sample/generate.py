@@ -28,7 +28,7 @@ CRF = 23   # FF++ "c23": x264 constant rate factor 23, for every video of every 
 logger = logging.getLogger(__name__)
 
 MARKER = ".sample_complete.json"   # written last: its presence means the tree is whole
-VERSION = 3                        # bump when the generator's output changes
+VERSION = 4                        # bump when the generator's output changes
 _OWN_ENTRIES = {"ffpp", "celebdf", "dfdc", "boxes.json", "manifest.json", MARKER, *IMAGE_SETS}  # + images
 
 
@@ -59,7 +59,8 @@ def make_sample_data(out: str | Path, seed: int = 0, scale: str = "small", *,
     Args:
         out: destination folder (created; an existing sample tree for another seed/scale is replaced).
         seed: everything (identities, shots, fakes, file names) follows from it.
-        scale: ``small`` (the default, ~10 MB), ``medium`` (a longer demo) or ``tiny`` (generator tests).
+        scale: ``small`` (the default and the demo's, ~12 MB), ``test`` (the test suite's), ``medium``
+            (a longer demo) or ``tiny`` (generator tests).
         workers: processes to use; default one per available core, at most 8.
 
     Raises:

@@ -33,6 +33,8 @@ class Scale:
     dfdc_reals: tuple[int, ...]               # real videos per chunk
     dfdc_fakes: int                           # fakes per real video
     dfdc_frames: int
+    celebdf_cluster: int = 0                  # >0: swap sources come from the same group of this many
+                                              # celebrities (as real swaps pair look-alikes); 0: any
 
 
 SCALES: dict[str, Scale] = {
@@ -40,12 +42,16 @@ SCALES: dict[str, Scale] = {
     # validation carve included); make_sample_data refuses a scale for which that is not so (splits.py).
     # tiny: for tests of the generator itself (determinism, idempotence); seconds to write.
     "tiny": Scale((1, 1, 1), 12, (4, 3), 1, (1, 1), 2, 12, (1, 1, 1), 2, 12),
-    # small (the demo's): per dataset >= 24 test videos with >= 8 reals and >= 8 validation videos with
-    # >= 3 reals, so that video-level AUCs mean something; 12 DFDC chunks so the default curriculum's
-    # chunk lists (train 0-9, val 10, test 11) exist; 3 fakes per DFDC real (not DFDC's ~5) keeps the
-    # 8-real test chunk small. Celeb-DF: 8 training celebrities, so that the validation carve (whole
-    # identities, bridging fakes left out) leaves fakes on both sides.
-    "small": Scale((6, 2, 4), 32, (8, 4), 2, (2, 2), 2, 32, (2, 2, 2) + (1,) * 7 + (3, 8), 3, 32),
+    # test: what the test suite trains on (a third fewer videos than small, so `make test` stays fast):
+    # per dataset >= 24 test videos with >= 8 reals and >= 8 validation videos with >= 3 reals.
+    "test": Scale((6, 2, 4), 32, (8, 4), 2, (2, 2), 2, 32, (2, 2, 2) + (1,) * 7 + (3, 8), 3, 32),
+    # small (the demo's and the default): validation splits large enough to select on — per dataset
+    # >= 12 real and >= 12 fake validation videos under the demo recipe (FF++ 6 pairs; Celeb-DF one swap
+    # group of 4 celebrities x 3 videos carved out with data.val_fraction 0.25; DFDC's validation chunk 10
+    # holds 12 reals) — and more training identities (FF++ 8 pairs, 12 training celebrities, 2 reals in
+    # every DFDC training chunk), so that memorising identities pays less. 12 DFDC chunks so the default
+    # curriculum's chunk lists (train 0-9, val 10, test 11) exist; 3 fakes per DFDC real (not DFDC's ~5).
+    "small": Scale((8, 6, 4), 32, (12, 4), 3, (4, 2), 1, 32, (2,) * 10 + (12, 8), 3, 32, celebdf_cluster=4),
     "medium": Scale((24, 6, 6), 64, (8, 4), 3, (6, 4), 3, 64, (3,) * 10 + (4, 8), 5, 64),
 }
 FFPP_SIZE, FFPP_FPS = (256, 192), 25.0
@@ -141,7 +147,8 @@ def plan_celebdf(seed: int, scale: Scale) -> Plan:
         outputs = []
         for key in members:
             target = int(key[2:].split("_")[0])
-            group = [i for i in ids if (i in test_ids) == in_test and i != target]
+            group = [i for i in ids if (i in test_ids) == in_test and i != target
+                     and (not scale.celebdf_cluster or _cluster(ids, i, scale) == _cluster(ids, target, scale))]
             path = f"celebdf/Celeb-real/{key}.mp4"
             outputs.append(Output(path, key, 0, "Celeb-real"))
             for s in rng.choice(group, min(scale.celebdf_fakes, len(group)), replace=False):
@@ -163,6 +170,11 @@ def plan_celebdf(seed: int, scale: Scale) -> Plan:
     lines = [f"{1 - label} {path.removeprefix('celebdf/')}" for path, label in sorted(tested)]
     plan.files["celebdf/List_of_testing_videos.txt"] = "\n".join(lines) + "\n"
     return plan
+
+
+def _cluster(ids: list[int], identity: int, scale: Scale) -> int:
+    """The swap group of a celebrity: consecutive runs of ``celebdf_cluster`` in draw order (per side)."""
+    return ids.index(identity) // scale.celebdf_cluster
 
 
 def _dfdc_name(rng: np.random.Generator, taken: set[str]) -> str:

@@ -45,8 +45,10 @@ def _skeleton(root: Path, plans: dict) -> None:
                 (root / out.path).touch()
 
 
-def planned_split_counts(plans: dict, n_dfdc_chunks: int, seeds=CHECK_SEEDS) -> dict[int, Counts]:
-    """``{seed: {dataset: {split: Counter(label)}}}`` as the adapters index the planned tree."""
+def planned_split_counts(plans: dict, n_dfdc_chunks: int, seeds=CHECK_SEEDS,
+                         options: dict[str, dict] | None = None) -> dict[int, Counts]:
+    """``{seed: {dataset: {split: Counter(label)}}}`` as the adapters index the planned tree; ``options``
+    (dataset -> adapter options, e.g. a recipe's ``val_fraction``) replace the adapters' defaults."""
     quiet = logging.getLogger("utils.data")
     level = quiet.level
     quiet.setLevel(logging.ERROR)   # the scratch tree is small on purpose: no "official list" warnings
@@ -59,7 +61,8 @@ def planned_split_counts(plans: dict, n_dfdc_chunks: int, seeds=CHECK_SEEDS) -> 
                 counts: Counts = {}
                 # only Celeb-DF's carve depends on the seed; the other splits are fixed lists
                 for name in (plans if seed == seeds[0] else [n for n in plans if n == "celebdf"]):
-                    extra = dfdc_chunk_lists(n_dfdc_chunks) if name == "dfdc" else {}
+                    extra = {**(dfdc_chunk_lists(n_dfdc_chunks) if name == "dfdc" else {}),
+                             **(options or {}).get(name, {})}
                     records = build_index(DataConfig(dataset=name, options=extra), root / name, seed=seed)
                     counts[name] = {s: Counter(r.label for r in records if r.split == s) for s in SPLITS}
                     if name == "dfdc":   # the curriculum trains chunk by chunk: each chunk is a training set
