@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from utils.core.backbone import create_backbone, data_config
 from utils.core.model import CamLayer, DeepfakeModel, InputSpec
+from utils.core.layers import conv_bn_act, resize  # noqa: F401  (conv_bn_act: the cue modules import it from here)
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +60,6 @@ SIZES = {
     "tiny": SpecialistConfig(backbone="tinynet_e", image_size=64, clip_len=4, width=16, hidden=64,
                              drop_path_rate=0.0, n_mels=32, feature_scale_init=0.01),
 }
-
-
-def conv_bn_act(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
-                         nn.SiLU(inplace=True))
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
@@ -131,9 +127,7 @@ class SpecialistNet(DeepfakeModel):
         b, t = video.shape[:2]
         # all frames of all clips through the backbone in one call
         frames = self.normalize(video.flatten(0, 1))
-        size = self.cfg.backbone_size
-        if size and size != frames.shape[-1]:
-            frames = F.interpolate(frames, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        frames = resize(frames, self.cfg.backbone_size)
         feats = self.backbone(frames).view(b, t, -1)
         cue = self.cue(video, feats, batch)
         logits = self.head(torch.cat([self.feature_scale * feats.mean(1), cue.flatten(1)], dim=1))

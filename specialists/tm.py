@@ -31,20 +31,11 @@ import torch.nn.functional as F
 from utils.core.model import InputSpec
 from utils.core.registry import register_model
 
-from .net import BranchAttention, SpecialistNet, _create_specialist, conv_bn_act
+from utils.core.layers import highpass, stride8_stem
+
+from .net import BranchAttention, SpecialistNet, _create_specialist
 
 FEATURE_SCALE_INIT = 0.01   # LayerScale-style start of the backbone stream (see the module docstring)
-
-
-def _stem(width: int) -> nn.Sequential:
-    """Three stride-2 conv-BN-SiLU layers: H×W → H/8×W/8."""
-    return nn.Sequential(conv_bn_act(3, width, 3, 2), conv_bn_act(width, width, 3, 2),
-                         conv_bn_act(width, width, 3, 2))
-
-
-def highpass(frames: torch.Tensor) -> torch.Tensor:
-    """N×3×H×W → the residual of each pixel against its 3×3 neighbourhood mean (a fixed high-pass)."""
-    return frames - F.avg_pool2d(frames, 3, 1, 1, count_include_pad=False)
 
 
 class TemporalCue(nn.Module):
@@ -56,8 +47,8 @@ class TemporalCue(nn.Module):
             raise ValueError(f"the temporal cue needs clips of at least 2 frames, "
                              f"got clip_len={spec.clip_len}")
         self.grid, c = grid, 3 * width
-        self.diff_stem = _stem(width)
-        self.detail_stem = _stem(width)
+        self.diff_stem = stride8_stem(width)
+        self.detail_stem = stride8_stem(width)
         self.feat_proj = nn.Linear(feat_dim, width)
         self.feat_scale = nn.Parameter(torch.full((1,), FEATURE_SCALE_INIT))
         # time runs along dim 2 of a B×C×T×(grid²) layout: 2-D convs with kernel (3, 1) are temporal

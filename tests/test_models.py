@@ -9,13 +9,14 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 import timm
-from genconvit.model import SIZES as GENCONVIT_SIZES
+from genconvit.model import SIZES as GENCONVIT_SIZES, GenConViTConfig
 from specialists.net import SIZES as SPECIALIST_SIZES
 from specialists.bg import face_mask, masked_stats
 from specialists.cm import BlockDCT, CompressionCue, dct_basis
 from specialists.rr import ResamplingCue
 from utils.data.footage import astronaut
 from utils.core.checkpoint import export_weights, load_exported
+from utils.core.layers import resize
 from utils.core.model import InputSpec
 from utils.core.registry import create_model, list_models
 
@@ -179,13 +180,34 @@ def test_genconvit_backbones_see_image_and_reconstructions():
             lambda m, args, out, name=name: seen.update({name: args[0]}))
     with torch.no_grad():
         out = model(batch)
+    inner = resize(model.normalize(batch["image"]), model.cfg.backbone_size)   # tiny: 112 px in, 64 px inside
+    assert inner.shape[-1] == 64 < batch["image"].shape[-1]
     for x in seen.values():
         assert x.shape[0] == 6  # image + AE reconstruction + VAE reconstruction, batch 2
-        torch.testing.assert_close(x[:2], model.normalize(batch["image"]))  # the normalised original
+        torch.testing.assert_close(x[:2], inner)  # the normalised original, at the backbones' size
         torch.testing.assert_close(x[2:4], model.normalize(out["recon_ed"]))
         torch.testing.assert_close(x[4:], model.normalize(out["recon_vae"]))
     for key in ("recon_ed", "recon_vae"):  # decoder range = target range
-        assert out[key].shape == batch["image"].shape and 0 <= out[key].min() and out[key].max() <= 1
+        assert out[key].shape == inner.shape and 0 <= out[key].min() and out[key].max() <= 1
+
+
+def test_genconvit_tiny_detail_stream_reaches_every_head_and_full_has_none():
+    """The tiny size's high-pass detail stream feeds both heads (zeroing it changes both paths' logits and
+    it gets gradients); the full size, whose weights import from the released code, has no such stream."""
+    model = _tiny("genconvit").eval()
+    batch = model.dummy_batch(2)
+    with torch.no_grad():
+        ref = model(batch)
+        handle = model.detail.register_forward_hook(lambda m, a, out: torch.zeros_like(out))
+        zeroed = model(batch)
+        handle.remove()
+    for p in ("ed", "vae"):
+        assert not torch.allclose(ref[f"logits_{p}"], zeroed[f"logits_{p}"])
+    model.train()
+    model.loss(model(batch), batch)["loss"].backward()
+    assert _grad_norm(model.detail) > 0 and model.feature_scale.grad is not None
+    full = GenConViTConfig()
+    assert full.detail_width == 0 and full.feature_scale_init == 0 and full.backbone_size == 0
 
 
 def test_genconvit_eval_is_deterministic_and_train_samples():
@@ -213,16 +235,17 @@ def test_genconvit_loss_terms_and_kl_gradient():
     model.zero_grad()
     model.loss(model(batch), batch)["loss"].backward()
     assert model.vae.logvar.weight.grad is not None and model.vae.logvar.weight.grad.abs().sum() > 0
-    # reconstruction targets are the [0, 1] image
+    # reconstruction targets are the [0, 1] image (at the backbones' size)
     out = model(batch)
     torch.testing.assert_close(model.loss(out, batch)["ae_rec"],
-                               F.mse_loss(out["recon_ed"], batch["image"].float() / 255))
+                               F.mse_loss(out["recon_ed"], resize(batch["image"].float() / 255, 64)))
 
 
 def _timm_tiny_backbones():
     cfg = GENCONVIT_SIZES["tiny"]
     convnext = timm.create_model(cfg.convnext, num_classes=0, **cfg.convnext_args)
-    swin = timm.create_model(cfg.swin, num_classes=0, img_size=cfg.image_size, **cfg.swin_args)
+    swin = timm.create_model(cfg.swin, num_classes=0, img_size=cfg.backbone_size or cfg.image_size,
+                             **cfg.swin_args)
     return convnext, swin
 
 
