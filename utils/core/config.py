@@ -72,6 +72,8 @@ class DataConfig:
     balance: Literal["none", "undersample", "oversample"] = "none"  # class-balanced draw per epoch
     max_videos_per_split: int = 0   # 0 = all (quick runs)
     frames_per_video_train: int = 0  # 0 = every cached frame
+    frames_per_video_val: int = 0    # the per-epoch validation reads this many frames per video (0 = all);
+                                     # the end-of-stage evaluation always reads every cached frame
     train_sources: list[str] = field(default_factory=list)  # sources (record methods) to train/validate on; [] = all
     eval_sources: list[str] = field(default_factory=list)   # sources to test on; [] = all
     classes: list[str] = field(default_factory=lambda: ["real", "fake"])  # label k = classes[k]; 0 = real
@@ -327,6 +329,7 @@ _RANGES = (
     ("data.num_workers", lambda v: v >= 0, ">= 0"),
     ("data.max_videos_per_split", lambda v: v >= 0, ">= 0 (0: all)"),
     ("data.frames_per_video_train", lambda v: v >= 0, ">= 0 (0: all)"),
+    ("data.frames_per_video_val", lambda v: v >= 0, ">= 0 (0: all)"),
     ("data.synthesis", lambda v: v.ratio >= 0 and (v.ratio == 0 or v.kinds), "a ratio >= 0, with kinds when > 0"),
     ("optim.lr", lambda v: v >= 0, ">= 0 (0 keeps the weights: a handoff check, an evaluation-only stage)"),
     ("optim.weight_decay", lambda v: v >= 0, ">= 0"),

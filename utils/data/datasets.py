@@ -355,12 +355,13 @@ def _rows_of(cache_dir: str | Path, records: Sequence[VideoRecord], clips: bool)
 
 
 def build_dataset(cache_dir: str | Path, records: Sequence[VideoRecord], spec: InputSpec, data_cfg: DataConfig,
-                  train: bool, transform: Transform | None = None, synthesize: bool = True) -> Dataset:
+                  train: bool, transform: Transform | None = None, synthesize: bool = True,
+                  max_frames: int = 0) -> Dataset:
     """The dataset a model needs over the videos of ``records`` (one split, or one phase of it).
 
     ``spec.clip_len > 1`` gives a :class:`ClipDataset` over the stored runs, otherwise a
     :class:`FrameDataset` over the evenly spread frames (at most ``data_cfg.frames_per_video_train``
-    per video when training). The transform is ``build_transforms(spec, train and data_cfg.augment,
+    per video when training, at most ``max_frames`` otherwise, when > 0). The transform is ``build_transforms(spec, train and data_cfg.augment,
     data_cfg.clahe)`` unless one is given. When ``data_cfg.synthesis`` covers the records' split (and
     ``synthesize``), synthetic twins of its real videos are appended (:mod:`utils.data.synthesis`).
 
@@ -387,6 +388,7 @@ def build_dataset(cache_dir: str | Path, records: Sequence[VideoRecord], spec: I
     kwargs = dict(margin=data_cfg.margin, train=train, synthesis=synthesis)
     if clips:
         return ClipDataset(rows, cache_dir, spec, transform, **kwargs)
-    if train and data_cfg.frames_per_video_train > 0:
-        rows = _limit_frames(rows, data_cfg.frames_per_video_train)
+    limit = data_cfg.frames_per_video_train if train else max_frames
+    if limit > 0:
+        rows = _limit_frames(rows, limit)
     return FrameDataset(rows, cache_dir, spec, transform, **kwargs)

@@ -39,7 +39,7 @@ def _add_stage_hint(recipe: str) -> str:
 def resolve_stage(recipe_raw: dict, model: str, stage: int, overrides: list[str] | None = None,
                   recipe: str = "") -> Config:
     """The config of one (model, stage) from a loaded recipe (:func:`utils.core.config.load_recipe`):
-    recipe < stage < per-model section < environment < ``--set``."""
+    recipe < stage < per-model section < the model's own ``stages.<k>`` < environment < ``--set``."""
     stages = {int(k): v for k, v in recipe_raw.get("stages", {}).items()}
     if stage not in stages:
         listed = ", ".join(map(str, sorted(stages))) or "(none)"
@@ -47,7 +47,11 @@ def resolve_stage(recipe_raw: dict, model: str, stage: int, overrides: list[str]
                          + _add_stage_hint(recipe))
     raw = deep_merge(recipe_raw, validate_sections(stages[stage], f"{recipe} [stages.{stage}]"))
     if model in recipe_raw.get("models", {}):
-        raw = deep_merge(raw, validate_sections(recipe_raw["models"][model], f"{recipe} [models.{model}]"))
+        section = dict(recipe_raw["models"][model] or {})
+        per_stage = {int(k): v for k, v in (section.pop("stages", None) or {}).items()}
+        raw = deep_merge(raw, validate_sections(section, f"{recipe} [models.{model}]"))
+        if stage in per_stage:   # one model's settings for one stage (e.g. its learning rate there)
+            raw = deep_merge(raw, validate_sections(per_stage[stage], f"{recipe} [models.{model}.stages.{stage}]"))
     cfg = resolve(raw, overrides)
     cfg.model.name = model
     return cfg

@@ -91,7 +91,8 @@ def stage_datasets(cfg: Config, spec, cache: Path, records: list[VideoRecord]):
         phases = [(name, train_set(part)) for name, part in adapter.phases(train, adapter.options(cfg.data))]
     else:
         phases = [("train", train_set(train))]
-    return phases, build_dataset(cache, split_records(records, "val"), spec, cfg.data, train=False)
+    return phases, build_dataset(cache, split_records(records, "val"), spec, cfg.data, train=False,
+                                 max_frames=cfg.data.frames_per_video_val)
 
 
 def missing_videos(records: list[VideoRecord], preds: FramePredictions, failures: list[dict]) -> list[dict]:
