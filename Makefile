@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NPROC ?= 2
+SEED ?= 0
 RECIPE ?= launch/configs/curriculum.yaml
 MODELS ?= bg av cm rr tm
 STAGES ?= 1 2 4
@@ -46,7 +47,7 @@ sample-data: install
 	$(PY) launch/make_sample_data.py --out $(SAMPLE)
 
 demo: install
-	$(PY) launch/demo.py --nproc $(NPROC)
+	$(PY) launch/demo.py --nproc $(NPROC) --seed $(SEED)
 
 bench: install
 	$(PY) bench/trainer_overhead.py

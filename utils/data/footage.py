@@ -41,3 +41,12 @@ def lfw_faces() -> np.ndarray:
     """scikit-image's LFW subset: 200 grey 25x25 face patches (float in [0, 1])."""
     path = _package_dir("skimage") / "data" / "lfw_subset.npy"
     return np.load(path)
+
+
+def grace_hopper_path() -> Path:
+    """matplotlib's sample portrait of Grace Hopper (a real photograph, 512x600 JPEG): a real face that no
+    sample identity is made from (those come from the carphone clip and the astronaut photo)."""
+    path = _package_dir("matplotlib") / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing from the matplotlib install")
+    return path
