@@ -7,15 +7,23 @@ collapse flag. The audio-visual model trains on DFDC, the only sample dataset wi
 
     python bench/learnability.py                                   # every registered model
     python bench/learnability.py --models tm cm --steps 120 --json bench/results/learnability.json
+    python bench/learnability.py --seeds 0 1 2 --json bench/results/learnability.json
+
+With ``--seeds`` each model trains once per seed (``trainer.seed``); the table gains one summary line
+per model (worst and median test video AUC over the seeds) and ``--json`` writes one object per model:
+``model``, ``dataset``, ``seeds``, ``test_video_auc_worst``, ``test_video_auc_median``, ``wall_s`` (all
+seeds) and ``runs`` (the per-seed rows).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from utils.core.fileio import atomic_write_json
 from utils.core.registry import create_model, list_models
 from utils.orchestration import cli
 from utils.orchestration.curriculum import short_stage
@@ -59,6 +67,22 @@ HEADER = (f"{'model':<14} {'dataset':<8} {'steps':>5} {'wall s':>7} {'val AUC':>
           f"{'video AUC':>9} {'[95 % CI]':<16} {'bal. acc':>8}")
 
 
+def summarise(model: str, runs: list[dict]) -> dict:
+    """One model's runs over the seeds: worst and median test video AUC, total wall time."""
+    aucs = [r["test_video_auc"] for r in runs]
+    return {"model": model, "dataset": runs[0]["dataset"], "seeds": [r["seed"] for r in runs],
+            "test_video_auc_worst": min(aucs), "test_video_auc_median": statistics.median(aucs),
+            "test_video_balanced_acc_worst": min(r["test_video_balanced_acc"] for r in runs),
+            "collapsed_runs": sum(r["collapsed"] for r in runs),
+            "wall_s": sum(r["wall_s"] for r in runs), "runs": runs}
+
+
+def fmt_summary(s: dict) -> str:
+    return (f"{s['model']:<14} {s['dataset']:<8} seeds {','.join(map(str, s['seeds']))}: test video AUC worst "
+            f"{s['test_video_auc_worst']:.3f}, median {s['test_video_auc_median']:.3f}; balanced accuracy worst "
+            f"{s['test_video_balanced_acc_worst']:.3f}; {s['collapsed_runs']} collapsed; {s['wall_s']:.0f} s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=None, help="default: every registered model")
@@ -68,11 +92,13 @@ def main() -> int:
     ap.add_argument("--steps-per-epoch", type=int, default=6,
                     help="steps between validations (at most: a balanced sample epoch can be shorter)")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None,
+                    help="train each model once per seed (trainer.seed) and summarise worst/median")
     ap.add_argument("--output-dir", default=None, help="run folders (default: a temporary folder)")
     ap.add_argument("--json", default=None, help="write the rows here as a JSON list")
     args = ap.parse_args()
     cli.setup_logging(verbose=False)
-    rows = []
+    rows, summaries = [], []
     with tempfile.TemporaryDirectory(prefix="learnability-") as tmp:
         out = Path(args.output_dir or tmp)
         print(HEADER, flush=True)
@@ -81,15 +107,23 @@ def main() -> int:
             # the face cache stores crops up to data.cache_size (224): a larger model needs its own
             extra = args.set + ([f"data.cache_size={spec.image_size}"] if spec.image_size > 224 else [])
             dataset = AUDIO_DATASET if spec.audio else args.dataset   # audio exists only in DFDC
-            cfg, stage = stage_config(model, dataset, args.steps, args.steps_per_epoch, extra)
-            started = time.time()
-            summary = run_stage(cfg, stage, out, resume="never")
-            summary["wall_s"] = time.time() - started
-            rows.append(row(model, cfg.data.dataset, summary))
-            print(fmt(rows[-1]), flush=True)
+            runs = []
+            for seed in args.seeds or [None]:
+                sets = extra + ([f"trainer.seed={seed}"] if seed is not None else [])
+                cfg, stage = stage_config(model, dataset, args.steps, args.steps_per_epoch, sets)
+                started = time.time()
+                where = out / f"seed{seed}" if seed is not None else out
+                summary = run_stage(cfg, stage, where, resume="never")
+                summary["wall_s"] = time.time() - started
+                runs.append({**row(model, cfg.data.dataset, summary), "seed": cfg.trainer.seed})
+                print(fmt(runs[-1]) + (f"  seed {seed}" if seed is not None else ""), flush=True)
+            rows += runs
+            if args.seeds:
+                summaries.append(summarise(model, runs))
+                print(fmt_summary(summaries[-1]), flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        atomic_write_json(args.json, summaries if args.seeds else rows)
     return 0
 
 
