@@ -21,6 +21,7 @@ from utils.core.recipe import load_recipe
 from utils.core.registry import list_models
 from utils.data.index import SAMPLE_NOTE, check_data_root
 from utils.engine.persistence import find
+from utils.engine.trackers import check_trackers
 from utils.engine.state import TrainerState
 from utils.orchestration import cli
 from utils.orchestration.curriculum import resolve_stage, stage_status
@@ -81,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     # every stage's config is checked before the first one trains; one process start (torch, timm,
     # accelerate imports, the process group) costs more than a short stage on a small machine
     cfgs = [resolve_stage(raw, args.model, stage, args.set, recipe=args.config) for stage in args.stage]
-    for cfg in cfgs:   # no dataset root and no data.sample: stop before any stage builds or writes
+    for cfg in cfgs:   # no dataset root, no data.sample, a tracker not installed: stop before anything is written
         check_data_root(cfg.data)
+        check_trackers(cfg.logging)
     if args.check:
         return 0
     init = args.init
