@@ -27,11 +27,6 @@ __all__ = ["IMAGE_SETS", "MARKER", "SCALES", "is_complete", "make_image_sample",
 
 def make_sample(out, dataset: str, seed: int = 0):
     """The sample data ``dataset``'s sample root needs: its image set (written only when asked for), else
-    the video datasets (:func:`make_sample_data`). A complete video tree of this seed is used at whatever
-    scale it was written (``launch/make_sample_data.py --scale``, or the test suite's); a missing or stale
-    one is written at the default scale."""
-    if dataset in IMAGE_SETS:
-        return make_image_sample(out, dataset, seed)
-    marker = read_marker(out) or {}
-    scale = marker.get("scale") if marker.get("scale") in SCALES and is_complete(out, seed, marker["scale"]) else "small"
-    return make_sample_data(out, seed, scale)
+    the video datasets (:func:`make_sample_data`: a complete tree of this seed is used at the scale it
+    was written; a missing or stale one is written at the default scale)."""
+    return make_image_sample(out, dataset, seed) if dataset in IMAGE_SETS else make_sample_data(out, seed)

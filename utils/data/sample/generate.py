@@ -47,7 +47,7 @@ def is_complete(out: str | Path, seed: int, scale: str) -> bool:
     return bool(marker) and all(marker.get(key) == value for key, value in wanted.items())
 
 
-def make_sample_data(out: str | Path, seed: int = 0, scale: str = "small", *,
+def make_sample_data(out: str | Path, seed: int = 0, scale: str | None = None, *,
                      workers: int | None = None) -> Path:
     """Write small FF++, Celeb-DF v2 and DFDC datasets in their real layouts under ``out``; return ``out``.
 
@@ -60,7 +60,9 @@ def make_sample_data(out: str | Path, seed: int = 0, scale: str = "small", *,
         out: destination folder (created; an existing sample tree for another seed/scale is replaced).
         seed: everything (identities, shots, fakes, file names) follows from it.
         scale: ``small`` (the default and the demo's, ~12 MB), ``test`` (the test suite's), ``medium``
-            (a longer demo) or ``tiny`` (generator tests).
+            (a longer demo) or ``tiny`` (generator tests). None: a complete tree of this seed already in
+            ``out`` is used at whatever scale it was written (a run that generates on first use, inside
+            a tree the test suite or ``--scale`` wrote), else ``small`` is written.
         workers: processes to use; default one per available core, at most 8.
 
     Raises:
@@ -68,6 +70,9 @@ def make_sample_data(out: str | Path, seed: int = 0, scale: str = "small", *,
             :func:`plan_scale`), or an ``out`` that holds other files.
     """
     out = Path(out)
+    if scale is None:
+        found = (read_marker(out) or {}).get("scale")
+        scale = found if found in SCALES and is_complete(out, seed, found) else "small"
     if scale not in SCALES:
         raise ValueError(f"unknown sample scale {scale!r}; choose one of {sorted(SCALES)}")
     if is_complete(out, seed, scale):
