@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -24,6 +25,7 @@ from tests.helpers.launch import ACCELERATE_2PROC, REPO, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 TRAIN = str(REPO / "launch" / "train.py")
+EVALUATE = str(REPO / "launch" / "evaluate.py")
 RECIPE = str(REPO / "tests" / "configs" / "e2e.yaml")
 MODEL = "cm"
 
@@ -119,6 +121,30 @@ def test_recipe_defining_stage_3_trains_it_from_stage_2(chain, env, tmp_path):
     assert "[cm stage 3] trained" in proc.stdout
     meta = json.loads((chain / MODEL / "stage3" / "best.json").read_text())
     assert meta["init"].endswith("stage2/best.safetensors") and meta["config"]["optim"]["loss"] == "class_mean"
+
+
+def test_cross_dataset_table_of_the_stage1_weights(chain, env, tmp_path):
+    """``evaluate.py --dataset ffpp celebdf dfdc``: the FF++-trained stage-1 weights on the test split of every
+    dataset, one row each in cross_dataset.json (and .md); the FF++ row is the stage's own test figure."""
+    out = tmp_path / "cross"
+    proc = run([sys.executable, EVALUATE, "--checkpoint", str(chain / MODEL / "stage1" / "best.safetensors"),
+                "--dataset", "ffpp", "celebdf", "dfdc", "--split", "test", "--out", str(out),
+                *cache_set(env, "data.train_chunks=[0,1,2]", "data.val_chunks=[10]", "data.test_chunks=[11]")],
+               env={"DEEPFAKE_SAMPLE_DIR": env["DEEPFAKE_SAMPLE_DIR"]}, check=False)
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]      # 3: a cell whose predictions look collapsed
+    rows = json.loads((out / "cross_dataset.json").read_text())
+    assert [r["dataset"] for r in rows] == ["ffpp", "celebdf", "dfdc"]
+    for r in rows:
+        report = json.loads((out / r["dataset"] / "report.json").read_text())
+        assert r["n_videos"] == report["video"]["n"] > 0
+        assert r["video_auc"] == report["video"]["metrics"]["auc"] and 0.0 <= r["frame_auc"] <= 1.0
+    own = json.loads((chain / MODEL / "stage1" / "eval" / "report.json").read_text())
+    assert rows[0]["n_videos"] == own["video"]["n"]
+    assert rows[0]["video_auc"] == pytest.approx(own["video"]["metrics"]["auc"], abs=1e-6)
+    for split, chunk in (("test", 11), ("val", 10)):   # DFDC split by the chunk lists given, not the defaults
+        assert set(np.load(out / "dfdc" / f"predictions_{split}.npz")["extra_chunk"].tolist()) == {str(chunk)}
+    table = (out / "cross_dataset.md").read_text()
+    assert all(f"| {d} |" in table for d in ("ffpp", "celebdf", "dfdc"))
 
 
 def _kill_after(out: Path, proc: subprocess.Popen, step: int) -> None:

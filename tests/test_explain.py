@@ -67,7 +67,7 @@ def test_explain_writes_finite_non_constant_maps_for_every_model(name, checkpoin
         size = model.input_spec.image_size   # 64 px for most tiny builds; the upstream baselines keep theirs
         assert maps.shape[1:] == (model.input_spec.clip_len, size, size) and np.isfinite(maps).all()
         assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
-    first = z[f"map_{layers[0]}"]           # the backbone (specialists) / ConvNeXt (GenConViT)
+    first = z[f"map_{layers[0]}"]           # the backbone (specialists) / detail stream (tiny GenConViT)
     assert first.std() > 0.05, f"{name}: constant heat map"
     if model.input_spec.clip_len > 1:       # a map per frame, and the frames differ
         assert not np.allclose(first[0, 0], first[0, -1])
