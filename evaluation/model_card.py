@@ -20,6 +20,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from evaluation.sources import sources_markdown
 from utils.core.checkpoint import read_sidecar
 from utils.core.fileio import atomic_write_text
 from utils.core.registry import DATASETS
@@ -179,18 +180,9 @@ def evaluation_lines(report: dict | None) -> list[str]:
 
 
 def source_lines(report: dict | None) -> list[str]:
-    src = (report or {}).get("sources")
-    if not src:
-        return []
-    lines = ["## Per source (video level, at the threshold, 95 % Wilson intervals)", "",
-             "| source | class | videos | rate | AUC vs all reals |", "|---|---|---|---|---|"]
-    for kind, rate in (("fake", "detected"), ("real", "false alarms")):
-        for s, r in src[kind].items():
-            p = src["pairwise_auc"].get(s) if kind == "fake" else None
-            auc = f"{_f(p['auc'])} [{_f(p['lo'])}, {_f(p['hi'])}]" if p else ""
-            lines.append(f"| {s} | {kind} | {r['n']} | {rate} {_f(r['rate'])} [{_f(r['lo'])}, {_f(r['hi'])}] "
-                         f"| {auc} |")
-    return lines
+    """The report's per-source table (rates with Wilson intervals, AUC of each fake source vs all reals),
+    as the evaluation report prints it."""
+    return sources_markdown((report or {}).get("sources"))[1:]
 
 
 def limit_lines(meta: dict, report: dict | None) -> list[str]:

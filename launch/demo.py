@@ -105,6 +105,7 @@ def cross_dataset_tables(args, env: dict) -> None:
                                "--set", *options],
                               env=env, capture_output=True, text=True)
         if (out / "cross_dataset.md").is_file() and proc.returncode in (0, 3):   # 3: a collapsed cell
+            print(f"{model} (stage {first}, trained on {datasets[0]} only):")
             print((out / "cross_dataset.md").read_text().split("\n", 2)[2].rstrip())
         else:
             print(f"  {model}: cross-dataset evaluation failed (exit {proc.returncode})\n"

@@ -66,8 +66,8 @@ def test_card_has_model_input_training_figures_sources_seed_commit_and_limits(tm
     # test figures with intervals, per-source rates
     assert "80 videos, 320 frames" in text
     assert re.search(r"\| video \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", text)
-    assert re.search(r"\| Deepfakes \| fake \| 20 \| detected \d\.\d{3} \[", text)
-    assert re.search(r"\| original \| real \| 40 \| false alarms \d\.\d{3} \[", text)
+    assert re.search(r"\| Deepfakes \| fake \| 20 \| TPR \d\.\d{3} \| \[", text)
+    assert re.search(r"\| original \| real \| 40 \| FPR \d\.\d{3} \| \[", text)
     # seed and commit, limits
     assert "- seed: 7" in text
     commit = toolkit_commit()
