@@ -54,7 +54,7 @@ bench: install
 	$(PY) bench/models.py
 	$(PY) bench/data_pipeline.py
 	$(PY) bench/predict.py
-	$(PY) bench/learnability.py --json bench/results/learnability.json
+	$(PY) bench/learnability.py --seeds 0 1 2 --json bench/results/learnability.json
 	$(PY) bench/synthesis.py --strips docs/synthesis --json bench/results/synthesis.json
 	$(PY) bench/synthetic_training.py --seeds 0 1 2 --json bench/results/synthetic_training.json
 	$(PY) bench/cue_probes.py --seeds 0 1 2 --json bench/results/cue_probes.json --heatmap docs/cue_matrix.png
