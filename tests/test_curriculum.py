@@ -52,3 +52,18 @@ def test_index_builder_agrees_with_training(tmp_path, monkeypatch):
     for root, shown in ((None, "missing"), (tmp_path / "elsewhere", "elsewhere")):
         with pytest.raises(DatasetLayoutError, match=f"(?s){shown}.*Expected layout"):
             build_index(cfg.data, root)
+
+
+def test_a_models_own_stage_section_applies_to_that_model_and_stage_only(tmp_path):
+    """recipe < stage < models.<m> < models.<m>.stages.<k>: one model's learning rate at one stage."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("optim: {lr: 1.0e-3}\nstages:\n  1: {data: {dataset: ffpp}, optim: {lr: 5.0e-4}}\n"
+                      "  2: {data: {dataset: celebdf}}\n"
+                      "models:\n  cm: {optim: {lr: 2.0e-3}, stages: {2: {optim: {lr: 3.0e-4}}}}\n")
+    raw = load_recipe(recipe)
+    lr = {(m, k): resolve_stage(raw, m, k).optim.lr for m in ("cm", "tm") for k in (1, 2)}
+    assert lr == {("cm", 1): 2e-3, ("cm", 2): 3e-4, ("tm", 1): 5e-4, ("tm", 2): 1e-3}
+    assert resolve_stage(raw, "cm", 2, ["optim.lr=0.1"]).optim.lr == 0.1   # --set still wins
+    recipe.write_text(recipe.read_text().replace("optim: {lr: 3.0e-4}", "optim: {lrr: 3.0e-4}"))
+    with pytest.raises(Exception, match="lrr"):
+        resolve_stage(load_recipe(recipe), "cm", 2)

@@ -199,6 +199,9 @@ def test_build_dataset_follows_the_spec_and_the_batch_contract(coded_cache):
     assert isinstance(clips, ClipDataset) and len(clips) == 2 * 4
     val = build_dataset(coded_cache, records[1:], InputSpec(image_size=64), cfg, train=False)
     assert {r["video_id"] for r in val.rows} == {"b"}  # the records given pick the videos
+    every = len(val)   # evaluation reads every cached frame; the per-epoch validation may read fewer
+    assert every > 2 and len(build_dataset(coded_cache, records[1:], InputSpec(image_size=64), cfg, train=False,
+                                           max_frames=2)) == 2
     relabelled = [VideoRecord("a", "coded.mp4", 1, "dfdc", "y", "a", "val", 0)]
     again = build_dataset(coded_cache, relabelled, InputSpec(image_size=64), cfg, train=False)
     assert set(again.labels) == {1} and again[0]["method"] == "y"  # labels come from the records, not the cache
