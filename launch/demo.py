@@ -75,14 +75,14 @@ def score_held_out(args, env: dict) -> None:
     for model in args.models:
         ck = Path(args.output_dir) / model / f"stage{args.stages[-1]}" / "best.safetensors"
         clips = (read_sidecar(ck).get("input_spec") or {}).get("clip_len", 1) > 1
-        usable = [(p, t) for p, t in files if not (clips and Path(p).suffix.lower() in IMAGE_EXTENSIONS)]
-        truth = dict(usable)
+        still = [p for p, _ in files if clips and Path(p).suffix.lower() in IMAGE_EXTENSIONS]
+        truth = {p: t for p, t in files if p not in still}
         proc = subprocess.run([sys.executable, str(HERE / "predict.py"), *truth, "--checkpoint", str(ck),
                                "--device", "cpu"], env=env, capture_output=True, text=True)
         for line in proc.stdout.splitlines():
             path, *rest = line.split("\t")
             print(f"  {model:<10} {Path(path).name:<18} " + "  ".join(rest) + f"  [{truth.get(path, '?')}]")
-        for p, _ in files[:len(files) - len(usable)]:
+        for p in still:
             print(f"  {model:<10} {Path(p).name:<18} not scored: {model} reads clips of consecutive frames")
         if proc.returncode:
             print(proc.stderr.strip()[-2000:], file=sys.stderr)
